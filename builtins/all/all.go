@@ -1,0 +1,27 @@
+// Package all registers every recipe module.
+package all
+
+import (
+	"github.com/khw-dev/khw/builtins/docker"
+	"github.com/khw-dev/khw/builtins/encryption"
+	"github.com/khw-dev/khw/builtins/kubeconfig"
+	"github.com/khw-dev/khw/builtins/lb"
+	"github.com/khw-dev/khw/builtins/net"
+	"github.com/khw-dev/khw/builtins/node"
+	"github.com/khw-dev/khw/builtins/pki"
+	"github.com/khw-dev/khw/builtins/ssh"
+	"github.com/khw-dev/khw/builtins/vm"
+	"github.com/khw-dev/khw/runtime"
+)
+
+// Registry returns a registry holding every builtin and in-process type.
+func Registry() *runtime.Registry {
+	r := runtime.NewRegistry()
+	for _, reg := range []func(*runtime.Registry){
+		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
+		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
+	} {
+		reg(r)
+	}
+	return r
+}

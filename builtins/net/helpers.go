@@ -1,0 +1,112 @@
+package net
+
+import (
+	"net/netip"
+
+	"go.starlark.net/starlark"
+
+	"github.com/khw-dev/khw/runtime"
+)
+
+// Pure address helpers: no resource, no I/O. recipes/lib validates a
+// topology with them.
+var helpers = []*runtime.Builtin{
+	{Module: "net", Name: "is_ip", Fn: isIP,
+		Doc:     "True when s is an IPv4 or IPv6 address.",
+		Args:    []runtime.Arg{{Name: "s", Type: "string", Doc: "text to check"}},
+		Example: `net.is_ip("10.200.1.10")  # True`},
+	{Module: "net", Name: "is_cidr", Fn: isCIDR,
+		Doc:     "True when s is a network in CIDR form whose host bits are zero.",
+		Args:    []runtime.Arg{{Name: "s", Type: "string", Doc: "text to check"}},
+		Example: `net.is_cidr("10.200.1.0/24")  # True`},
+	{Module: "net", Name: "cidr_contains", Fn: cidrContains,
+		Doc:     "True when the address ip lies in the network cidr.",
+		Args:    []runtime.Arg{{Name: "cidr", Type: "string", Doc: "network"}, {Name: "ip", Type: "string", Doc: "address"}},
+		Example: `net.cidr_contains("10.200.1.0/24", "10.200.1.10")  # True`},
+	{Module: "net", Name: "cidrs_overlap", Fn: cidrsOverlap,
+		Doc:     "True when two networks share any address.",
+		Args:    []runtime.Arg{{Name: "a", Type: "string", Doc: "network"}, {Name: "b", Type: "string", Doc: "network"}},
+		Example: `net.cidrs_overlap("10.200.1.0/24", "10.200.0.0/16")  # True`},
+	{Module: "net", Name: "host", Fn: hostN,
+		Doc:     "The n-th address of a network (1 is the first host address).",
+		Args:    []runtime.Arg{{Name: "cidr", Type: "string", Doc: "network"}, {Name: "n", Type: "int", Doc: "offset from the network address"}},
+		Example: `net.host("10.32.0.0/24", 1)  # "10.32.0.1"`},
+}
+
+func isIP(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var s string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "s", &s); err != nil {
+		return nil, err
+	}
+	_, err := netip.ParseAddr(s)
+	return starlark.Bool(err == nil), nil
+}
+
+func isCIDR(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var s string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "s", &s); err != nil {
+		return nil, err
+	}
+	p, err := netip.ParsePrefix(s)
+	return starlark.Bool(err == nil && p == p.Masked()), nil
+}
+
+func prefix(b *starlark.Builtin, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, runtime.Errorf(b, "%q is not a network in CIDR form (e.g. 10.200.1.0/24)", s)
+	}
+	return p, nil
+}
+
+func cidrContains(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var c, ip string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "cidr", &c, "ip", &ip); err != nil {
+		return nil, err
+	}
+	p, err := prefix(b, c)
+	if err != nil {
+		return nil, err
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, runtime.Errorf(b, "%q is not an IP address", ip)
+	}
+	return starlark.Bool(p.Contains(a)), nil
+}
+
+func cidrsOverlap(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var x, y string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "a", &x, "b", &y); err != nil {
+		return nil, err
+	}
+	p, err := prefix(b, x)
+	if err != nil {
+		return nil, err
+	}
+	q, err := prefix(b, y)
+	if err != nil {
+		return nil, err
+	}
+	return starlark.Bool(p.Overlaps(q)), nil
+}
+
+func hostN(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var c string
+	var n int
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "cidr", &c, "n", &n); err != nil {
+		return nil, err
+	}
+	p, err := prefix(b, c)
+	if err != nil {
+		return nil, err
+	}
+	a := p.Masked().Addr()
+	for i := 0; i < n; i++ {
+		a = a.Next()
+	}
+	if n < 0 || !p.Contains(a) {
+		return nil, runtime.Errorf(b, "%s has no address number %d", c, n)
+	}
+	return starlark.String(a.String()), nil
+}

@@ -1,0 +1,433 @@
+// Package pki is the recipe module `pki`: a certificate authority and the
+// certificates it signs, made with cfssl's library exactly as the post's
+// `cfssl gencert` + `cfssljson -bare` commands make them, from the same
+// cfssl JSON (CSR fields, key algorithm and size, signing profiles).
+package pki
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	goruntime "runtime"
+	"sort"
+	"strings"
+
+	"github.com/cloudflare/cfssl/config"
+	"github.com/cloudflare/cfssl/csr"
+	"github.com/cloudflare/cfssl/helpers"
+	"github.com/cloudflare/cfssl/initca"
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/cloudflare/cfssl/signer"
+	"github.com/cloudflare/cfssl/signer/local"
+	"go.starlark.net/starlark"
+
+	"github.com/khw-dev/khw/builtins/internal/starconv"
+	"github.com/khw-dev/khw/builtins/internal/workspace"
+	"github.com/khw-dev/khw/plugins/sdk"
+	"github.com/khw-dev/khw/runtime"
+)
+
+func init() {
+	// cfssl's library logs every step at info level (serials, key sizes);
+	// khw reports progress itself.
+	cflog.Level = cflog.LevelFatal
+}
+
+// cpu bounds concurrent key generation to the cores: RSA key generation is
+// pure CPU, and more goroutines than cores only add contention.
+var cpu = make(chan struct{}, goruntime.GOMAXPROCS(0))
+
+// Register adds the pki module and its resource types.
+func Register(r *runtime.Registry) {
+	r.Add(&runtime.Builtin{Module: "pki", Name: "ca", Creates: "pki.ca", Fn: caBuiltin,
+		Doc: "Declares a certificate authority made like `cfssl gencert -initca CSR | cfssljson -bare NAME`: " +
+			"NAME.pem, NAME-key.pem (0600) and NAME.csr in the workdir.",
+		Args: []runtime.Arg{
+			{Name: "name", Type: "string", Doc: "file prefix and resource name (address pki.ca.NAME)"},
+			{Name: "csr", Type: "dict", Doc: "the cfssl CSR JSON as a dict (CN, key, names, hosts, ca)"},
+		},
+		Example: `ca = pki.ca("ca", csr = pki.csr_json("hardway/ca-csr.json"))`,
+	})
+	r.Add(&runtime.Builtin{Module: "pki", Name: "cert", Creates: "pki.cert", Fn: certBuiltin,
+		Doc: "Declares a certificate signed by a CA, made like `cfssl gencert -ca -ca-key -config -profile " +
+			"-hostname HOSTS CSR | cfssljson -bare NAME`: NAME.pem, NAME-key.pem (0600) and NAME.csr.",
+		Args: []runtime.Arg{
+			{Name: "name", Type: "string", Doc: "file prefix and resource name (address pki.cert.NAME)"},
+			{Name: "ca", Type: "pki.ca", Doc: "the signing CA"},
+			{Name: "csr", Type: "dict", Doc: "the cfssl CSR JSON as a dict"},
+			{Name: "config", Type: "dict", Doc: "the cfssl signing config (ca-config.json) as a dict"},
+			{Name: "profile", Type: "string", Default: `""`, Doc: "signing profile of config; empty uses its default"},
+			{Name: "hosts", Type: "list of strings", Default: "None", Doc: "SANs, as cfssl's -hostname (overrides the CSR's hosts)"},
+		},
+		Example: `admin = pki.cert("admin", ca = ca, csr = csr, config = ca_config, profile = "kubernetes")`,
+	})
+	r.Add(&runtime.Builtin{Module: "pki", Name: "csr_json", Fn: jsonFileBuiltin("csr_json", checkCSR),
+		Doc:     "Reads a cfssl CSR JSON file (relative to the recipe root) and returns it as a dict, checked.",
+		Args:    []runtime.Arg{{Name: "path", Type: "string", Doc: "file inside the recipe root"}},
+		Example: `csr = pki.csr_json("hardway/admin-csr.json")`,
+	})
+	r.Add(&runtime.Builtin{Module: "pki", Name: "config_json", Fn: jsonFileBuiltin("config_json", checkConfig),
+		Doc:     "Reads a cfssl signing config file (ca-config.json, relative to the recipe root) and returns it as a dict, checked.",
+		Args:    []runtime.Arg{{Name: "path", Type: "string", Doc: "file inside the recipe root"}},
+		Example: `ca_config = pki.config_json("hardway/ca-config.json")`,
+	})
+	r.AddType(runtime.TypeSpec{Type: "pki.ca", Doc: "a certificate authority", Handler: workspace.Handler{ApplyFn: applyCA}})
+	r.AddType(runtime.TypeSpec{Type: "pki.cert", Doc: "a certificate signed by a CA", Handler: workspace.Handler{ApplyFn: applyCert}})
+}
+
+// ---- evaluation ----
+
+func pairAttrs(name string, addr string) starlark.StringDict {
+	return starlark.StringDict{
+		"cert": &runtime.File{Path: name + ".pem", Producer: addr},
+		"key":  &runtime.File{Path: name + "-key.pem", Producer: addr, Secret: true},
+		"csr":  &runtime.File{Path: name + ".csr", Producer: addr},
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func checkName(b *starlark.Builtin, name string) error {
+	if !nameRE.MatchString(name) {
+		return runtime.Errorf(b, "name %q must be a file name: letters, digits, '.', '_' and '-'", name)
+	}
+	return nil
+}
+
+func caBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	var csrv *starlark.Dict
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "csr", &csrv); err != nil {
+		return nil, err
+	}
+	if err := checkName(b, name); err != nil {
+		return nil, err
+	}
+	req, raw, err := parseCSR(csrv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "csr: %v", err)
+	}
+	res := &runtime.Resource{
+		Type: "pki.ca", Name: name,
+		Inputs: map[string]any{"csr": raw},
+		Show:   csrFields(req, name),
+	}
+	if err := runtime.Declare(thread, res); err != nil {
+		return nil, err
+	}
+	return &runtime.Handle{Res: res, Attrs: pairAttrs(name, res.Addr())}, nil
+}
+
+func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name, profile string
+	var ca *runtime.Handle
+	var csrv, cfgv *starlark.Dict
+	var hostsv starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "ca", &ca, "csr", &csrv, "config", &cfgv,
+		"profile?", &profile, "hosts?", &hostsv); err != nil {
+		return nil, err
+	}
+	if err := checkName(b, name); err != nil {
+		return nil, err
+	}
+	if ca.Res.Type != "pki.ca" {
+		return nil, runtime.Errorf(b, "ca must be a pki.ca, not %s", ca.Res.Addr())
+	}
+	req, rawCSR, err := parseCSR(csrv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "csr: %v", err)
+	}
+	if req.CA != nil {
+		return nil, runtime.Errorf(b, "csr: a \"ca\" section is only allowed in pki.ca (cfssl refuses it too)")
+	}
+	cfg, rawCfg, err := parseConfig(cfgv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "config: %v", err)
+	}
+	if profile != "" {
+		if _, ok := cfg.Signing.Profiles[profile]; !ok {
+			return nil, runtime.Errorf(b, "unknown signing profile %q: the config has %s", profile, profileNames(cfg))
+		}
+	}
+	hosts, err := starconv.Strings("hosts", hostsv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "%v", err)
+	}
+	for i, h := range hosts {
+		if err := checkHost(h); err != nil {
+			return nil, runtime.Errorf(b, "hosts[%d]: %v", i, err)
+		}
+	}
+	caAttrs := pairAttrs(ca.Res.Name, ca.Res.Addr())
+	inputs := map[string]any{
+		"csr":     rawCSR,
+		"config":  rawCfg,
+		"profile": profile,
+		"ca": map[string]any{
+			"cert": caAttrs["cert"].(*runtime.File).Path,
+			"key":  caAttrs["key"].(*runtime.File).Path,
+		},
+	}
+	show := csrFields(req, name)
+	if hostsv != starlark.None {
+		inputs["hosts"] = starconv.StringsToAny(hosts)
+		show = append(show[:2:2], append([]runtime.Field{{Key: "hosts", Value: strings.Join(hosts, ",")}}, show[2:]...)...)
+	}
+	show = append(show, runtime.Field{Key: "ca", Value: ca.Res.Addr()})
+	if profile != "" {
+		show = append(show, runtime.Field{Key: "profile", Value: profile})
+	}
+	res := &runtime.Resource{
+		Type: "pki.cert", Name: name, Inputs: inputs, Deps: []string{ca.Res.Addr()}, Show: show,
+	}
+	if err := runtime.Declare(thread, res); err != nil {
+		return nil, err
+	}
+	attrs := pairAttrs(name, res.Addr())
+	attrs["cn"] = starlark.String(req.CN)
+	attrs["hosts"] = starconv.FromGo(starconv.StringsToAny(hosts))
+	return &runtime.Handle{Res: res, Attrs: attrs}, nil
+}
+
+func csrFields(req *csr.CertificateRequest, name string) []runtime.Field {
+	var o, ou []string
+	for _, n := range req.Names {
+		if n.O != "" {
+			o = append(o, n.O)
+		}
+		if n.OU != "" {
+			ou = append(ou, n.OU)
+		}
+	}
+	f := []runtime.Field{{Key: "cn", Value: req.CN}, {Key: "o", Value: strings.Join(o, ",")}}
+	if len(req.Hosts) > 0 {
+		f = append(f, runtime.Field{Key: "hosts", Value: strings.Join(req.Hosts, ",")})
+	}
+	f = append(f,
+		runtime.Field{Key: "key", Value: fmt.Sprintf("%s %d", req.KeyRequest.Algo(), req.KeyRequest.Size())},
+		runtime.Field{Key: "files", Value: fmt.Sprintf("%s.pem %s-key.pem %s.csr", name, name, name)},
+	)
+	return f
+}
+
+func jsonFileBuiltin(name string, check func(*starlark.Dict) error) runtime.BuiltinFunc {
+	return func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var path string
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
+			return nil, err
+		}
+		data, err := runtime.ReadFile(thread, path)
+		if err != nil {
+			return nil, runtime.Errorf(b, "%v", err)
+		}
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, runtime.Errorf(b, "%s is not JSON: %v", path, err)
+		}
+		d, ok := starconv.FromGo(v).(*starlark.Dict)
+		if !ok {
+			return nil, runtime.Errorf(b, "%s does not hold a JSON object", path)
+		}
+		if err := check(d); err != nil {
+			return nil, runtime.Errorf(b, "%s: %v", path, err)
+		}
+		return d, nil
+	}
+}
+
+func checkCSR(d *starlark.Dict) error { _, _, err := parseCSR(d); return err }
+
+func checkConfig(d *starlark.Dict) error { _, _, err := parseConfig(d); return err }
+
+// parseCSR decodes a CSR dict the way `cfssl gencert` decodes its JSON
+// (key defaults to ecdsa 256), refusing unknown fields and bad keys.
+func parseCSR(d *starlark.Dict) (*csr.CertificateRequest, map[string]any, error) {
+	v, err := starconv.ToGo(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := v.(map[string]any)
+	b, _ := json.Marshal(raw)
+	req := &csr.CertificateRequest{KeyRequest: csr.NewKeyRequest()}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(req); err != nil {
+		return nil, nil, fmt.Errorf("not a cfssl CSR: %v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if req.CN == "" {
+		return nil, nil, fmt.Errorf("CN is empty: every certificate needs a common name")
+	}
+	if err := checkKey(req.KeyRequest); err != nil {
+		return nil, nil, err
+	}
+	for i, h := range req.Hosts {
+		if err := checkHost(h); err != nil {
+			return nil, nil, fmt.Errorf("hosts[%d]: %v", i, err)
+		}
+	}
+	return req, raw, nil
+}
+
+// checkKey applies cfssl's own rules for key requests.
+func checkKey(kr *csr.KeyRequest) error {
+	switch kr.Algo() {
+	case "rsa":
+		if kr.Size() < 2048 || kr.Size() > 8192 {
+			return fmt.Errorf("key: rsa size %d is not allowed: cfssl takes 2048 to 8192 bits", kr.Size())
+		}
+	case "ecdsa":
+		switch kr.Size() {
+		case 256, 384, 521:
+		default:
+			return fmt.Errorf("key: ecdsa size %d is not allowed: use 256, 384 or 521", kr.Size())
+		}
+	default:
+		return fmt.Errorf("key: unknown algorithm %q: use \"rsa\" or \"ecdsa\"", kr.Algo())
+	}
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+
+func checkHost(h string) error {
+	if net.ParseIP(h) != nil || hostRE.MatchString(h) || strings.Contains(h, "@") || strings.Contains(h, "://") {
+		return nil
+	}
+	return fmt.Errorf("%q is neither an IP address nor a DNS name", h)
+}
+
+func parseConfig(d *starlark.Dict) (*config.Config, map[string]any, error) {
+	v, err := starconv.ToGo(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := v.(map[string]any)
+	b, _ := json.Marshal(raw)
+	cfg, err := config.LoadConfig(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("not a valid cfssl signing config: %v", err)
+	}
+	if cfg.Signing == nil {
+		return nil, nil, fmt.Errorf("no \"signing\" section")
+	}
+	return cfg, raw, nil
+}
+
+func profileNames(cfg *config.Config) string {
+	var names []string
+	for n := range cfg.Signing.Profiles {
+		names = append(names, fmt.Sprintf("%q", n))
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "no profiles"
+	}
+	return strings.Join(names, ", ")
+}
+
+// ---- apply ----
+
+type caInputs struct {
+	CSR json.RawMessage `json:"csr"`
+}
+
+type certInputs struct {
+	CSR     json.RawMessage `json:"csr"`
+	Config  json.RawMessage `json:"config"`
+	Profile string          `json:"profile"`
+	Hosts   []string        `json:"hosts"`
+	CA      struct {
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+	} `json:"ca"`
+}
+
+func decodeCSR(raw json.RawMessage) (*csr.CertificateRequest, error) {
+	req := &csr.CertificateRequest{KeyRequest: csr.NewKeyRequest()}
+	if err := json.Unmarshal(raw, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func bare(name string, key, csrPEM, cert []byte) []workspace.File {
+	return []workspace.File{
+		{Name: name + "-key.pem", Data: key, Secret: true},
+		{Name: name + ".csr", Data: csrPEM},
+		{Name: name + ".pem", Data: cert},
+	}
+}
+
+func applyCA(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
+	var in caInputs
+	if err := req.Resource.Decode(&in); err != nil {
+		return nil, err
+	}
+	creq, err := decodeCSR(in.CSR)
+	if err != nil {
+		return nil, err
+	}
+	cpu <- struct{}{}
+	cert, csrPEM, key, err := initca.New(creq)
+	<-cpu
+	if err != nil {
+		return nil, fmt.Errorf("making the CA: %v", err)
+	}
+	return workspace.Write(req.Workdir, bare(req.Resource.Name, key, csrPEM, cert)...)
+}
+
+func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
+	var in certInputs
+	if err := req.Resource.Decode(&in); err != nil {
+		return nil, err
+	}
+	creq, err := decodeCSR(in.CSR)
+	if err != nil {
+		return nil, err
+	}
+	if in.Hosts != nil {
+		creq.Hosts = in.Hosts
+	}
+	cfg, err := config.LoadConfig(in.Config)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := workspace.Read(req.Workdir, in.CA.Cert)
+	if err != nil {
+		return nil, err
+	}
+	caKeyPEM, err := workspace.Read(req.Workdir, in.CA.Key)
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := helpers.ParseCertificatePEM(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", in.CA.Cert, err)
+	}
+	caKey, err := helpers.ParsePrivateKeyPEM(caKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a private key", in.CA.Key) // never echo key material
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cpu <- struct{}{}
+	g := &csr.Generator{Validator: func(*csr.CertificateRequest) error { return nil }}
+	csrPEM, key, err := g.ProcessRequest(creq)
+	<-cpu
+	if err != nil {
+		return nil, fmt.Errorf("generating the key and CSR: %v", err)
+	}
+	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: in.Hosts, Profile: in.Profile})
+	if err != nil {
+		return nil, fmt.Errorf("signing: %v", err)
+	}
+	return workspace.Write(req.Workdir, bare(req.Resource.Name, key, csrPEM, cert)...)
+}

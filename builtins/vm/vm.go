@@ -1,0 +1,117 @@
+// Package vm is the recipe module `vm`: the post's nodes, served by the
+// hypervisor plugin the recipe names (libvirt VMs, or docker containers).
+package vm
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+
+	"go.starlark.net/starlark"
+
+	"github.com/khw-dev/khw/builtins/internal/starconv"
+	knet "github.com/khw-dev/khw/builtins/net"
+	"github.com/khw-dev/khw/runtime"
+)
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Register adds the vm module.
+func Register(r *runtime.Registry) {
+	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Fn: create,
+		Doc: "Declares a node on the bridge with a static IP and hostname, given the workspace ssh key " +
+			"for its user. The hypervisor plugin (provider) makes it: a libvirt VM from a qcow2 overlay " +
+			"and a cloud-init seed, or a docker container.",
+		Args: []runtime.Arg{
+			{Name: "name", Type: "string", Doc: "hostname and resource name (address vm.NAME)"},
+			{Name: "ip", Type: "string", Doc: "static address inside the bridge's subnet"},
+			{Name: "bridge", Type: "net.bridge", Doc: "the bridge the node is attached to; its address is the gateway"},
+			{Name: "ssh_key", Type: "ssh.key", Doc: "key pair whose public half is authorized for user"},
+			{Name: "role", Type: "string", Default: `""`, Doc: "controller or worker, for display and grouping"},
+			{Name: "user", Type: "string", Default: `"khw"`, Doc: "login user, with passwordless sudo"},
+			{Name: "cpus", Type: "int", Default: "1", Doc: "virtual CPUs"},
+			{Name: "memory", Type: "int", Default: "1024", Doc: "memory in MiB"},
+			{Name: "disk", Type: "int", Default: "10", Doc: "disk size in GiB"},
+			{Name: "image", Type: "string", Default: `""`, Doc: "base image (a path for libvirt, an image name for docker)"},
+			{Name: "dns", Type: "list of strings", Default: "[]", Doc: "resolvers for the node"},
+			{Name: "provider", Type: "string", Default: `"libvirt"`, Doc: "hypervisor plugin: libvirt or docker"},
+			{Name: "options", Type: "dict", Default: "{}", Doc: "provider settings, e.g. {\"accel\": \"qemu\", \"uri\": \"qemu:///system\"}"},
+		},
+		Example: `m1 = vm.create("m1", ip = "10.200.1.10", bridge = br0, ssh_key = key, role = "controller")`,
+	})
+}
+
+func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name, ip, role, image string
+	user, provider := "khw", "libvirt"
+	cpus, memory, disk := 1, 1024, 10
+	var br, key *runtime.Handle
+	var dnsv starlark.Value = starlark.NewList(nil)
+	var opts *starlark.Dict = starlark.NewDict(0)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "ip", &ip, "bridge", &br, "ssh_key", &key,
+		"role?", &role, "user?", &user, "cpus?", &cpus, "memory?", &memory, "disk?", &disk, "image?", &image,
+		"dns?", &dnsv, "provider?", &provider, "options?", &opts); err != nil {
+		return nil, err
+	}
+	if !nodeNameRE.MatchString(name) {
+		return nil, runtime.Errorf(b, "name %q is not a valid hostname (lower-case letters, digits and '-')", name)
+	}
+	subnet, err := knet.BridgeSubnet(br)
+	if err != nil {
+		return nil, runtime.Errorf(b, "%v", err)
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, runtime.Errorf(b, "ip %q is not an IP address", ip)
+	}
+	if !subnet.Contains(addr) {
+		return nil, runtime.Errorf(b, "ip %s is outside the subnet %s of bridge %s", ip, subnet, br.Res.Name)
+	}
+	gw, _ := br.Attr("address")
+	if string(gw.(starlark.String)) == ip {
+		return nil, runtime.Errorf(b, "ip %s is the bridge's own address", ip)
+	}
+	if key.Res.Type != "ssh.key" {
+		return nil, runtime.Errorf(b, "ssh_key must be an ssh.key, not %s", key.Res.Addr())
+	}
+	if cpus < 1 || memory < 128 || disk < 1 {
+		return nil, runtime.Errorf(b, "cpus (%d), memory (%d MiB) and disk (%d GiB) are too small: at least 1, 128 and 1", cpus, memory, disk)
+	}
+	switch provider {
+	case "libvirt", "docker":
+	default:
+		return nil, runtime.Errorf(b, "unknown provider %q: the hypervisors are libvirt and docker", provider)
+	}
+	dns, err := starconv.Strings("dns", dnsv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "%v", err)
+	}
+	o, err := starconv.ToGo(opts)
+	if err != nil {
+		return nil, runtime.Errorf(b, "options: %v", err)
+	}
+	pub, _ := key.Attr("public")
+	priv, _ := key.Attr("private")
+	res := &runtime.Resource{Type: "vm", Name: name, Provider: provider,
+		Inputs: map[string]any{
+			"hostname": name, "ip": ip, "prefix": subnet.Bits(), "gateway": string(gw.(starlark.String)),
+			"bridge": br.Res.Name, "role": role, "user": user, "cpus": cpus, "memory_mib": memory, "disk_gib": disk,
+			"image": image, "dns": starconv.StringsToAny(dns), "options": o,
+			"ssh_public_key": pub.(*runtime.File).Path,
+		},
+		Deps: runtime.Refs(br, key),
+		Show: []runtime.Field{
+			{Key: "ip", Value: fmt.Sprintf("%s/%d via %s", ip, subnet.Bits(), br.Res.Name)},
+			{Key: "role", Value: role},
+			{Key: "size", Value: fmt.Sprintf("%d vCPU, %d MiB, %d GiB", cpus, memory, disk)},
+			{Key: "hypervisor", Value: provider},
+		},
+	}
+	if err := runtime.Declare(thread, res); err != nil {
+		return nil, err
+	}
+	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+		"ip": starlark.String(ip), "user": starlark.String(user), "role": starlark.String(role),
+		"ssh_key": priv,
+	}}, nil
+}

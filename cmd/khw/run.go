@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/runtime/pluginhost"
+)
+
+// WorkdirEnv overrides the default workdir.
+const WorkdirEnv = "KHW_WORKDIR"
+
+// defaultWorkdir is the post's own workspace directory.
+func defaultWorkdir() string {
+	if w := os.Getenv(WorkdirEnv); w != "" {
+		return w
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "kubernetes-the-hard-way"
+	}
+	return filepath.Join(home, "kubernetes-the-hard-way")
+}
+
+type options struct {
+	sets        []string
+	workdir     string
+	root        string
+	targets     []string
+	output      string
+	parallelism int
+	refresh     bool
+	dryRun      bool
+	detailed    bool
+	destroy     bool
+}
+
+func (o *options) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&o.sets, "set", nil, "set a recipe parameter, `KEY=VALUE` (repeatable)")
+	f.StringVar(&o.workdir, "workdir", defaultWorkdir(), "where generated files and khw's state live (default from $"+WorkdirEnv+")")
+	f.StringVar(&o.root, "root", "", "recipe root for load() and files (default: the enclosing recipes/ directory)")
+	f.StringArrayVar(&o.targets, "target", nil, "only resources whose address starts with `PREFIX`, and what they depend on (repeatable)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.IntVar(&o.parallelism, "parallelism", 10, "how many resources may be applied at once")
+	f.BoolVar(&o.refresh, "refresh", true, "read back the real world (files, VMs, rules) before planning")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+func recipeArg(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	return []string{"star"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+func newRunCmd() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "run RECIPE",
+		Short: "Plan and apply a recipe: build the lab",
+		Long: `run evaluates the recipe, prints the plan, and applies it: independent steps
+in parallel, each recorded in the workdir's state as it lands. Running again
+changes nothing. With --dry-run it only prints the plan and changes nothing at
+all, not even the workdir.`,
+		Example: `  khw run recipes/hardway.star
+  khw run --dry-run recipes/hardway.star
+  khw run recipes/hardway.star --workdir /tmp/lab --target pki --target kubeconfig
+  khw run recipes/hardway.star --set hypervisor=docker`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: recipeArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.execute(cmd, args[0])
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&o.detailed, "detailed-exitcode", false, "with --dry-run: exit 0 when nothing would change, 2 when something would, 1 on error")
+	return cmd
+}
+
+func newPlanCmd() *cobra.Command {
+	o := &options{dryRun: true}
+	cmd := &cobra.Command{
+		Use:   "plan RECIPE",
+		Short: "Show what run would do, changing nothing",
+		Example: `  khw plan recipes/hardway.star
+  khw plan --detailed-exitcode recipes/hardway.star; echo $?   # 0 no changes, 2 changes, 1 error
+  khw plan -o json recipes/hardway.star | jq '.summary'`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: recipeArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.execute(cmd, args[0])
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().BoolVar(&o.detailed, "detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on error")
+	return cmd
+}
+
+func newDestroyCmd() *cobra.Command {
+	o := &options{destroy: true}
+	cmd := &cobra.Command{
+		Use:   "destroy RECIPE",
+		Short: "Take down everything khw made for a recipe",
+		Long: `destroy deletes every resource recorded in the workdir's state, dependents
+first: files copied to nodes, VMs, the load balancer, rules, the bridge, and
+the generated files. With --target, only matching resources and whatever
+depends on them.`,
+		Example: `  khw destroy recipes/hardway.star
+  khw destroy --dry-run recipes/hardway.star
+  khw destroy recipes/hardway.star --target vm.n2`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: recipeArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.execute(cmd, args[0])
+		},
+	}
+	o.flags(cmd)
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print what would be destroyed and change nothing")
+	return cmd
+}
+
+func (o *options) params() (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range o.sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--set %q: want KEY=VALUE", s)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("--output %q: use text or json", o.output)
+	}
+	if o.detailed && !o.dryRun {
+		return errors.New("--detailed-exitcode goes with --dry-run (or use khw plan)")
+	}
+	out := cmd.OutOrStdout()
+	params, err := o.params()
+	if err != nil {
+		return err
+	}
+	reg := all.Registry()
+	recipe, err := reg.Evaluate(recipeFile, runtime.Options{Root: o.root, Params: params, Print: cmd.ErrOrStderr()})
+	if err != nil {
+		return err
+	}
+	workdir, err := filepath.Abs(o.workdir)
+	if err != nil {
+		return err
+	}
+	store, err := runtime.OpenStore(workdir)
+	if err != nil {
+		return err
+	}
+	if !o.dryRun {
+		if err := store.Lock(); err != nil {
+			return err
+		}
+		defer store.Unlock()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	host := pluginhost.New(reg.InProcess())
+	defer host.Close()
+
+	planner := &runtime.Planner{Providers: host, Workdir: workdir, Refresh: o.refresh, Targets: o.targets}
+	var plan *runtime.Plan
+	if o.destroy {
+		plan, err = planner.PlanDestroy(store)
+	} else {
+		plan, err = planner.Plan(ctx, recipe, store)
+	}
+	if err != nil {
+		return err
+	}
+
+	if o.output == "json" {
+		if err := runtime.WritePlanJSON(out, plan); err != nil {
+			return err
+		}
+	} else {
+		runtime.PrintPlan(out, plan)
+	}
+	if o.dryRun {
+		if o.detailed && plan.HasChanges() {
+			return &exitError{code: 2}
+		}
+		return nil
+	}
+	if !plan.HasChanges() {
+		return nil
+	}
+
+	disp := newDisplay(out, o.output)
+	ex := &runtime.Executor{Providers: host, Workdir: workdir, Store: store, Parallelism: o.parallelism, OnEvent: disp.Event}
+	if o.output == "text" {
+		fmt.Fprintln(out)
+	}
+	applyErr := ex.Apply(ctx, plan)
+	disp.Close()
+	add, change, destroy := plan.Counts()
+	if applyErr != nil {
+		if o.output == "json" {
+			_ = json.NewEncoder(out).Encode(map[string]any{"type": "apply_failed", "error": applyErr.Error()})
+		}
+		return fmt.Errorf("%w\n\nWhat finished is recorded in %s; fix the cause and run again to finish the job.", applyErr, filepath.Join(workdir, runtime.StateDir))
+	}
+	if o.output == "json" {
+		return json.NewEncoder(out).Encode(map[string]any{"type": "apply_complete", "add": add, "change": change, "destroy": destroy})
+	}
+	if o.destroy {
+		fmt.Fprintf(out, "\nDestroy complete! Resources: %d destroyed.\n", destroy)
+	} else {
+		fmt.Fprintf(out, "\nApply complete! Resources: %d added, %d changed, %d destroyed.\n", add, change, destroy)
+	}
+	return nil
+}
+
+func newDisplay(w io.Writer, output string) display {
+	if output == "json" {
+		return &jsonDisplay{enc: json.NewEncoder(w)}
+	}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return newTTYDisplay(w)
+	}
+	return &plainDisplay{w: w}
+}

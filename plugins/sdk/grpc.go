@@ -1,0 +1,233 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pb "github.com/khw-dev/khw/plugins/sdk/proto"
+)
+
+// Handshake is shared by khw and every plugin. Its cookie never changes: it
+// only tells a plugin binary that khw started it.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "KHW_PLUGIN_COOKIE",
+	MagicCookieValue: "3f9c2b71d6e04a85b0c7e1d24a6f8e93",
+}
+
+// PluginKey is the name under which a plugin binary dispenses its provider.
+const PluginKey = "provider"
+
+// GRPCPlugin adapts a Provider to go-plugin's gRPC transport.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Provider
+}
+
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterProviderServer(s, &server{impl: p.Impl})
+	return nil
+}
+
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &Client{rpc: pb.NewProviderClient(c)}, nil
+}
+
+// Serve runs a plugin binary's provider until khw disconnects.
+func Serve(p Provider) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+// ---- diagnostics ----
+
+func errDiags(err error) []*pb.Diagnostic {
+	if err == nil {
+		return nil
+	}
+	summary, detail, _ := strings.Cut(err.Error(), "\n")
+	return []*pb.Diagnostic{{Severity: pb.Diagnostic_ERROR, Summary: summary, Detail: detail}}
+}
+
+// DiagError is an error a provider reported through diagnostics.
+type DiagError struct{ Summary, Detail string }
+
+func (e *DiagError) Error() string {
+	if e.Detail == "" {
+		return e.Summary
+	}
+	return e.Summary + "\n" + e.Detail
+}
+
+func diagsErr(ds []*pb.Diagnostic) error {
+	var errs []error
+	for _, d := range ds {
+		if d.Severity == pb.Diagnostic_ERROR {
+			errs = append(errs, &DiagError{Summary: d.Summary, Detail: d.Detail})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ---- server side: proto -> Provider ----
+
+type server struct {
+	pb.UnimplementedProviderServer
+	impl Provider
+}
+
+func toResource(r *pb.Resource) Resource {
+	if r == nil {
+		return Resource{}
+	}
+	return Resource{Type: r.Type, Name: r.Name, Address: r.Address, Config: r.Config, Pos: r.Pos}
+}
+
+func fromResource(r *Resource) *pb.Resource {
+	return &pb.Resource{Type: r.Type, Name: r.Name, Address: r.Address, Config: r.Config, Pos: r.Pos}
+}
+
+func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	sc, err := s.impl.Describe(ctx)
+	if err != nil {
+		return &pb.DescribeResponse{Diagnostics: errDiags(err)}, nil
+	}
+	resp := &pb.DescribeResponse{Name: sc.Name, Version: sc.Version}
+	for _, t := range sc.Types {
+		resp.Types = append(resp.Types, &pb.ResourceType{Type: t.Type, Doc: t.Doc, UpdateInPlace: t.UpdateInPlace})
+	}
+	return resp, nil
+}
+
+func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	r, err := s.impl.Read(ctx, &ReadRequest{Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if err != nil {
+		return &pb.ReadResponse{Diagnostics: errDiags(err)}, nil
+	}
+	return &pb.ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
+}
+
+func (s *server) Plan(ctx context.Context, req *pb.PlanRequest) (*pb.PlanResponse, error) {
+	r, err := s.impl.Plan(ctx, &PlanRequest{Resource: toResource(req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if err != nil {
+		return &pb.PlanResponse{Diagnostics: errDiags(err)}, nil
+	}
+	return &pb.PlanResponse{RequiresReplace: r.RequiresReplace}, nil
+}
+
+func (s *server) Apply(req *pb.ApplyRequest, stream pb.Provider_ApplyServer) error {
+	deps, err := decodeDeps(req.Deps)
+	if err != nil {
+		return stream.Send(&pb.ApplyEvent{Event: &pb.ApplyEvent_Result{Result: &pb.ApplyResult{Diagnostics: errDiags(err)}}})
+	}
+	progress := func(msg string) {
+		_ = stream.Send(&pb.ApplyEvent{Event: &pb.ApplyEvent_Progress{Progress: msg}})
+	}
+	r, err := s.impl.Apply(stream.Context(), &ApplyRequest{
+		Resource: toResource(req.Resource), Action: Action(req.Action),
+		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+	}, progress)
+	res := &pb.ApplyResult{Diagnostics: errDiags(err)}
+	if err == nil {
+		res.Outputs, res.Digest = r.Outputs, r.Digest
+	}
+	return stream.Send(&pb.ApplyEvent{Event: &pb.ApplyEvent_Result{Result: res}})
+}
+
+func (s *server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+	err := s.impl.Delete(ctx, &DeleteRequest{Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	return &pb.DeleteResponse{Diagnostics: errDiags(err)}, nil
+}
+
+// ---- client side: Provider -> proto ----
+
+// Client is a Provider backed by a plugin process.
+type Client struct{ rpc pb.ProviderClient }
+
+func (c *Client) Describe(ctx context.Context) (*Schema, error) {
+	r, err := c.rpc.Describe(ctx, &pb.DescribeRequest{})
+	if err != nil {
+		return nil, err
+	}
+	if err := diagsErr(r.Diagnostics); err != nil {
+		return nil, err
+	}
+	sc := &Schema{Name: r.Name, Version: r.Version}
+	for _, t := range r.Types {
+		sc.Types = append(sc.Types, TypeInfo{Type: t.Type, Doc: t.Doc, UpdateInPlace: t.UpdateInPlace})
+	}
+	return sc, nil
+}
+
+func (c *Client) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error) {
+	r, err := c.rpc.Read(ctx, &pb.ReadRequest{Resource: fromResource(&req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if err != nil {
+		return nil, err
+	}
+	if err := diagsErr(r.Diagnostics); err != nil {
+		return nil, err
+	}
+	return &ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
+}
+
+func (c *Client) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {
+	r, err := c.rpc.Plan(ctx, &pb.PlanRequest{Resource: fromResource(&req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if err != nil {
+		return nil, err
+	}
+	if err := diagsErr(r.Diagnostics); err != nil {
+		return nil, err
+	}
+	return &PlanResponse{RequiresReplace: r.RequiresReplace}, nil
+}
+
+func (c *Client) Apply(ctx context.Context, req *ApplyRequest, progress Progress) (*ApplyResponse, error) {
+	deps, err := encodeDeps(req.Deps)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := c.rpc.Apply(ctx, &pb.ApplyRequest{
+		Resource: fromResource(&req.Resource), Action: string(req.Action),
+		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return nil, fmt.Errorf("provider ended %s without a result", req.Resource.Address)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch e := ev.Event.(type) {
+		case *pb.ApplyEvent_Progress:
+			if progress != nil {
+				progress(e.Progress)
+			}
+		case *pb.ApplyEvent_Result:
+			if err := diagsErr(e.Result.Diagnostics); err != nil {
+				return nil, err
+			}
+			return &ApplyResponse{Outputs: e.Result.Outputs, Digest: e.Result.Digest}, nil
+		}
+	}
+}
+
+func (c *Client) Delete(ctx context.Context, req *DeleteRequest) error {
+	r, err := c.rpc.Delete(ctx, &pb.DeleteRequest{Resource: fromResource(&req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if err != nil {
+		return err
+	}
+	return diagsErr(r.Diagnostics)
+}

@@ -1,0 +1,202 @@
+// Package sdk is the khw provider protocol as Go: the Provider interface that
+// every provider implements (in process or as a khw-plugin-NAME binary), the
+// request and response types, a Mux that serves several resource types, and
+// the go-plugin gRPC adapters for both sides.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// ProtocolVersion is the version of the provider protocol. A plugin built for
+// another version is refused at the handshake.
+const ProtocolVersion = 1
+
+// Action says what Apply is asked to do.
+type Action string
+
+const (
+	Create  Action = "create"
+	Update  Action = "update"
+	Replace Action = "replace"
+)
+
+// Resource is a resource as the recipe declared it.
+type Resource struct {
+	Type    string          `json:"type"`
+	Name    string          `json:"name"`
+	Address string          `json:"address"`
+	Config  json.RawMessage `json:"config"`
+	Pos     string          `json:"pos,omitempty"`
+}
+
+// Decode unmarshals the resource's configuration into v.
+func (r *Resource) Decode(v any) error {
+	if len(r.Config) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Config, v); err != nil {
+		return fmt.Errorf("%s: bad configuration: %w", r.Address, err)
+	}
+	return nil
+}
+
+// TypeInfo describes one resource type a provider serves.
+type TypeInfo struct {
+	Type string `json:"type"`
+	Doc  string `json:"doc,omitempty"`
+	// UpdateInPlace is true when a changed configuration can be applied in
+	// place (~) rather than by replacement (-/+).
+	UpdateInPlace bool `json:"update_in_place"`
+}
+
+// Schema is what Describe returns.
+type Schema struct {
+	Name    string     `json:"name"`
+	Version string     `json:"version"`
+	Types   []TypeInfo `json:"types"`
+}
+
+type ReadRequest struct {
+	Resource     Resource
+	PriorOutputs json.RawMessage
+	Workdir      string
+}
+
+type ReadResponse struct {
+	// Exists is false when the resource is gone from the world.
+	Exists bool
+	// Drift is non-empty when the resource exists but is not what was applied.
+	Drift   string
+	Outputs json.RawMessage
+}
+
+type PlanRequest struct {
+	Resource     Resource
+	PriorConfig  json.RawMessage // nil on create
+	PriorOutputs json.RawMessage
+	Workdir      string
+}
+
+type PlanResponse struct {
+	RequiresReplace bool
+}
+
+type ApplyRequest struct {
+	Resource     Resource
+	Action       Action
+	PriorOutputs json.RawMessage
+	// Deps holds the outputs of every resource this one refers to, by address.
+	Deps    map[string]json.RawMessage
+	Workdir string
+}
+
+type ApplyResponse struct {
+	Outputs json.RawMessage
+	// Digest changes whenever the observable result changes.
+	Digest string
+}
+
+type DeleteRequest struct {
+	Resource     Resource
+	PriorOutputs json.RawMessage
+	Workdir      string
+}
+
+// Progress reports a line of progress during a long Apply.
+type Progress func(msg string)
+
+// Handler serves one resource type.
+type Handler interface {
+	Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error)
+	Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error)
+	Apply(ctx context.Context, req *ApplyRequest, progress Progress) (*ApplyResponse, error)
+	Delete(ctx context.Context, req *DeleteRequest) error
+}
+
+// Provider serves a set of resource types.
+type Provider interface {
+	Describe(ctx context.Context) (*Schema, error)
+	Handler
+}
+
+// Mux is a Provider that dispatches each call to the Handler of the
+// resource's type.
+type Mux struct {
+	Name, Version string
+	types         []TypeInfo
+	handlers      map[string]Handler
+}
+
+// NewMux returns an empty Mux for a provider.
+func NewMux(name, version string) *Mux {
+	return &Mux{Name: name, Version: version, handlers: map[string]Handler{}}
+}
+
+// Handle registers the handler of one resource type.
+func (m *Mux) Handle(info TypeInfo, h Handler) {
+	if _, dup := m.handlers[info.Type]; dup {
+		panic("sdk: type registered twice: " + info.Type)
+	}
+	m.types = append(m.types, info)
+	m.handlers[info.Type] = h
+}
+
+func (m *Mux) handler(r *Resource) (Handler, error) {
+	h, ok := m.handlers[r.Type]
+	if !ok {
+		return nil, fmt.Errorf("provider %q does not serve resource type %q (%s)", m.Name, r.Type, r.Address)
+	}
+	return h, nil
+}
+
+func (m *Mux) Describe(context.Context) (*Schema, error) {
+	return &Schema{Name: m.Name, Version: m.Version, Types: append([]TypeInfo(nil), m.types...)}, nil
+}
+
+func (m *Mux) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error) {
+	h, err := m.handler(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	return h.Read(ctx, req)
+}
+
+func (m *Mux) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {
+	h, err := m.handler(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	return h.Plan(ctx, req)
+}
+
+func (m *Mux) Apply(ctx context.Context, req *ApplyRequest, p Progress) (*ApplyResponse, error) {
+	h, err := m.handler(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = func(string) {}
+	}
+	return h.Apply(ctx, req, p)
+}
+
+func (m *Mux) Delete(ctx context.Context, req *DeleteRequest) error {
+	h, err := m.handler(&req.Resource)
+	if err != nil {
+		return err
+	}
+	return h.Delete(ctx, req)
+}
+
+// Outputs marshals v as a resource's outputs; it panics only on values that
+// cannot be JSON (a programming error).
+func Outputs(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("sdk: outputs not JSON: %v", err))
+	}
+	return b
+}

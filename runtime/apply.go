@@ -1,0 +1,248 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// EventKind says what happened to a resource during apply.
+type EventKind string
+
+const (
+	EventStart    EventKind = "start"
+	EventProgress EventKind = "progress"
+	EventDone     EventKind = "done"
+	EventFailed   EventKind = "failed"
+	EventSkipped  EventKind = "skipped"
+)
+
+// Event is one step of an apply, for the progress display.
+type Event struct {
+	Kind    EventKind
+	Addr    string
+	Action  Action
+	Msg     string
+	Elapsed time.Duration
+	Err     error
+}
+
+// Executor carries out a plan.
+type Executor struct {
+	Providers   Providers
+	Workdir     string
+	Store       *Store
+	Parallelism int
+	OnEvent     func(Event)
+}
+
+// ResourceError is a failure of one resource, naming it and the recipe line
+// that declared it.
+type ResourceError struct {
+	Addr, Where, Provider string
+	Err                   error
+}
+
+func (e *ResourceError) Error() string {
+	where := ""
+	if e.Where != "" {
+		where = " (" + e.Where + ")"
+	}
+	return fmt.Sprintf("%s%s: %v", e.Addr, where, e.Err)
+}
+
+func (e *ResourceError) Unwrap() error { return e.Err }
+
+// Apply runs every change of the plan: deletions first (dependents before
+// what they depend on), then creations and updates in dependency order,
+// independent ones in parallel. Each result is recorded in the state as it
+// lands. On the first failure nothing new starts; what is running finishes
+// and is kept.
+func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
+	var work []*Change
+	for _, c := range plan.Changes {
+		if c.Action != NoOp {
+			work = append(work, c)
+		}
+	}
+	if len(work) == 0 {
+		return nil
+	}
+	par := e.Parallelism
+	if par < 1 {
+		par = 10
+	}
+	// Each change waits for the changes it must follow.
+	index := map[string]int{}
+	for i, c := range work {
+		index[c.Addr] = i
+	}
+	waits := make([][]int, len(work))
+	var deletes []int
+	for i, c := range work {
+		if c.Action == Delete {
+			for j, other := range work {
+				if other.Action == Delete && other.Prior != nil {
+					if _, dependsOnMe := other.Prior.Deps[c.Addr]; dependsOnMe {
+						waits[i] = append(waits[i], j)
+					}
+				}
+			}
+			deletes = append(deletes, i)
+			continue
+		}
+		waits[i] = append(waits[i], deletes...)
+		for _, d := range c.Res.Deps {
+			if j, ok := index[d]; ok {
+				waits[i] = append(waits[i], j)
+			}
+		}
+	}
+
+	done := make([]chan struct{}, len(work))
+	failed := make([]bool, len(work))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	var mu sync.Mutex
+	var errs []error
+	stop := false
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, c := range work {
+		wg.Add(1)
+		go func(i int, c *Change) {
+			defer wg.Done()
+			defer close(done[i])
+			for _, j := range waits[i] {
+				<-done[j]
+			}
+			acquired := false
+			select {
+			case sem <- struct{}{}:
+				acquired = true
+			case <-ctx.Done():
+			}
+			mu.Lock()
+			blocked := stop || ctx.Err() != nil
+			for _, j := range waits[i] {
+				blocked = blocked || failed[j]
+			}
+			if blocked {
+				failed[i] = true
+				mu.Unlock()
+				if acquired {
+					<-sem
+				}
+				e.emit(Event{Kind: EventSkipped, Addr: c.Addr, Action: c.Action})
+				return
+			}
+			mu.Unlock()
+			err := e.run(ctx, c)
+			<-sem
+			if err != nil {
+				mu.Lock()
+				failed[i], stop = true, true
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(i, c)
+	}
+	wg.Wait()
+	if len(errs) == 0 && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Executor) emit(ev Event) {
+	if e.OnEvent != nil {
+		e.OnEvent(ev)
+	}
+}
+
+func (e *Executor) run(ctx context.Context, c *Change) (err error) {
+	start := time.Now()
+	e.emit(Event{Kind: EventStart, Addr: c.Addr, Action: c.Action})
+	defer func() {
+		if err != nil {
+			err = &ResourceError{Addr: c.Addr, Where: c.Where(), Provider: c.Provider(), Err: err}
+			e.emit(Event{Kind: EventFailed, Addr: c.Addr, Action: c.Action, Elapsed: time.Since(start), Err: err})
+			return
+		}
+		e.emit(Event{Kind: EventDone, Addr: c.Addr, Action: c.Action, Elapsed: time.Since(start)})
+	}()
+	progress := func(msg string) {
+		e.emit(Event{Kind: EventProgress, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
+	}
+
+	// A deletion, or the old half of a replacement that moves to another
+	// provider (a VM moving from libvirt to docker, say).
+	if c.Action == Delete || (c.Action == Replace && c.Prior != nil && c.Prior.Provider != c.Res.Provider) {
+		prov, err := e.Providers.Provider(ctx, c.Prior.Provider)
+		if err != nil {
+			return err
+		}
+		if err := prov.Delete(ctx, &sdk.DeleteRequest{Resource: stateResource(c.Prior), PriorOutputs: c.Prior.Outputs, Workdir: e.Workdir}); err != nil {
+			return err
+		}
+		if err := e.Store.Put(c.Addr, nil); err != nil {
+			return fmt.Errorf("recording the deletion: %w", err)
+		}
+		if c.Action == Delete {
+			return nil
+		}
+	}
+
+	r := c.Res
+	prov, err := e.Providers.Provider(ctx, r.Provider)
+	if err != nil {
+		return err
+	}
+	action := sdk.Action(c.Action)
+	var priorOut json.RawMessage
+	if cur := e.Store.Get(c.Addr); cur != nil {
+		priorOut = cur.Outputs
+	} else {
+		action = sdk.Create
+	}
+	deps := map[string]json.RawMessage{}
+	digests := map[string]string{}
+	for _, d := range r.Deps {
+		ds := e.Store.Get(d)
+		if ds == nil {
+			return fmt.Errorf("%s, which it refers to, has not been applied", d)
+		}
+		deps[d] = ds.Outputs
+		digests[d] = ds.Digest
+	}
+	resp, err := prov.Apply(ctx, &sdk.ApplyRequest{
+		Resource: sdkResource(r), Action: action, PriorOutputs: priorOut, Deps: deps, Workdir: e.Workdir,
+	}, progress)
+	if err != nil {
+		return err
+	}
+	digest := resp.Digest
+	if digest == "" {
+		sum := sha256.Sum256(resp.Outputs)
+		digest = hex.EncodeToString(sum[:])
+	}
+	rs := &ResourceState{
+		Type: r.Type, Name: r.Name, Provider: r.Provider, Pos: r.Where(), Hash: r.Hash(),
+		Inputs: r.Inputs, Outputs: resp.Outputs, Digest: digest, Deps: digests, UpdateInPlace: r.UpdateInPlace,
+	}
+	if len(rs.Deps) == 0 {
+		rs.Deps = nil
+	}
+	if err := e.Store.Put(c.Addr, rs); err != nil {
+		return fmt.Errorf("recording the result: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.starlark.net/lib/json"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+	"go.starlark.net/syntax"
+)
+
+// Options control one evaluation.
+type Options struct {
+	// Root is the directory load() and file reads resolve in. Empty means
+	// DefaultRoot(recipe).
+	Root string
+	// Params are the --set overrides, by name.
+	Params map[string]string
+	// Print receives the recipe's print() output.
+	Print io.Writer
+}
+
+// Recipe is the result of evaluating a recipe: its resources in declaration
+// order (which is a dependency order, since a recipe can only refer to a
+// resource it has already declared) and its parameters.
+type Recipe struct {
+	File      string
+	Root      string
+	Resources []*Resource
+	Params    []*Param
+	byAddr    map[string]*Resource
+}
+
+// Resource returns the resource at addr, or nil.
+func (r *Recipe) Resource(addr string) *Resource { return r.byAddr[addr] }
+
+// DefaultRoot is the recipe root for a recipe file: the nearest enclosing
+// directory named "recipes" (so recipes/examples/x.star loads lib/ like
+// recipes/hardway.star does), else the recipe's own directory.
+func DefaultRoot(recipe string) string {
+	dir := filepath.Dir(recipe)
+	for d := dir; ; {
+		if filepath.Base(d) == "recipes" {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d || d == "." {
+			return dir
+		}
+		d = parent
+	}
+}
+
+const threadKey = "khw.evaluation"
+
+// evaluation is the state of one Evaluate call, kept on every thread.
+type evaluation struct {
+	root, rootShown string
+	recipe          *Recipe
+	sets            map[string]string
+	used            map[string]bool
+	params          map[string]*Param
+	predeclared     starlark.StringDict
+	modules         map[string]*loadEntry
+	print           io.Writer
+}
+
+type loadEntry struct {
+	globals starlark.StringDict
+	err     error
+	loading bool
+}
+
+var fileOptions = &syntax.FileOptions{Set: true, TopLevelControl: true}
+
+// Evaluate runs a recipe and returns what it declared. Evaluation is
+// hermetic: no clock, randomness, environment or network is reachable from
+// a recipe, load() resolves only inside the root, and the same recipe and
+// parameters always give the same resources.
+func (reg *Registry) Evaluate(file string, opt Options) (*Recipe, error) {
+	root := opt.Root
+	if root == "" {
+		root = DefaultRoot(file)
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(absRoot); err == nil {
+		absRoot = real
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read recipe: %w", err)
+	}
+	ev := &evaluation{
+		root: absRoot, rootShown: root,
+		recipe:  &Recipe{File: file, Root: root, byAddr: map[string]*Resource{}},
+		sets:    opt.Params,
+		used:    map[string]bool{},
+		params:  map[string]*Param{},
+		modules: map[string]*loadEntry{},
+		print:   opt.Print,
+	}
+	if ev.print == nil {
+		ev.print = io.Discard
+	}
+	ev.predeclared = reg.predeclared()
+	ev.predeclared["json"] = json.Module
+	ev.predeclared["struct"] = starlark.NewBuiltin("struct", starlarkstruct.Make)
+
+	thread := ev.newThread(file)
+	if _, err := starlark.ExecFileOptions(fileOptions, thread, file, src, ev.predeclared); err != nil {
+		return nil, recipeError(err)
+	}
+	var unknown []string
+	for k := range opt.Params {
+		if !ev.used[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("--set %s: %s declares no such parameter (it has: %s)",
+			unknown[0], file, strings.Join(ev.paramNames(), ", "))
+	}
+	return ev.recipe, nil
+}
+
+func (ev *evaluation) paramNames() []string {
+	var names []string
+	for _, p := range ev.recipe.Params {
+		names = append(names, p.Name)
+	}
+	if len(names) == 0 {
+		return []string{"none"}
+	}
+	return names
+}
+
+func (ev *evaluation) newThread(name string) *starlark.Thread {
+	t := &starlark.Thread{
+		Name: name,
+		Load: ev.load,
+		Print: func(t *starlark.Thread, msg string) {
+			fmt.Fprintf(ev.print, "%s: %s\n", t.CallFrame(1).Pos, msg)
+		},
+	}
+	t.SetLocal(threadKey, ev)
+	return t
+}
+
+// resolve maps a load() or file path to a path inside the root, refusing
+// absolute paths, ".." and symlinks that leave the root.
+func (ev *evaluation) resolve(what, p string) (full, shown string, err error) {
+	clean := path.Clean(p)
+	if p == "" || path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", "", fmt.Errorf("%s %q is outside the recipe root %s: paths are relative to the root and may not leave it", what, p, ev.rootShown)
+	}
+	full = filepath.Join(ev.root, filepath.FromSlash(clean))
+	if real, err := filepath.EvalSymlinks(full); err == nil {
+		if rel, err := filepath.Rel(ev.root, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return "", "", fmt.Errorf("%s %q leads outside the recipe root %s through a symlink", what, p, ev.rootShown)
+		}
+	}
+	return full, filepath.Join(ev.rootShown, filepath.FromSlash(clean)), nil
+}
+
+func (ev *evaluation) load(_ *starlark.Thread, module string) (starlark.StringDict, error) {
+	full, shown, err := ev.resolve("load()", module)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := ev.modules[full]; ok {
+		if e.loading {
+			return nil, fmt.Errorf("load(%q): cycle in load() graph", module)
+		}
+		return e.globals, e.err
+	}
+	e := &loadEntry{loading: true}
+	ev.modules[full] = e
+	src, err := os.ReadFile(full)
+	if err != nil {
+		e.err = fmt.Errorf("load(%q): %v", module, errors.Unwrap(err))
+		if e.err == nil || errors.Is(err, os.ErrNotExist) {
+			e.err = fmt.Errorf("load(%q): no such file in the recipe root (%s)", module, shown)
+		}
+	} else {
+		e.globals, e.err = starlark.ExecFileOptions(fileOptions, ev.newThread(shown), shown, src, ev.predeclared)
+	}
+	e.loading = false
+	return e.globals, e.err
+}
+
+// ReadFile reads a file a builtin takes as input (a cfssl JSON file, say),
+// relative to the recipe root and never outside it.
+func ReadFile(thread *starlark.Thread, p string) ([]byte, error) {
+	ev := current(thread)
+	full, _, err := ev.resolve("file", p)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(full)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("file %q does not exist in the recipe root %s", p, ev.rootShown)
+	}
+	return b, err
+}
+
+func current(thread *starlark.Thread) *evaluation {
+	ev, _ := thread.Local(threadKey).(*evaluation)
+	if ev == nil {
+		panic("runtime: builtin called outside an evaluation")
+	}
+	return ev
+}
+
+// Declare records a resource declared by the builtin that thread is
+// running, at the recipe position of its call.
+func Declare(thread *starlark.Thread, r *Resource) error {
+	ev := current(thread)
+	r.Pos = callerPos(thread)
+	r.From = outerPos(thread)
+	addr := r.Addr()
+	if prev, dup := ev.recipe.byAddr[addr]; dup {
+		return fmt.Errorf("%s is declared twice (first at %s); give each a different name", addr, prev.Where())
+	}
+	for _, d := range r.Deps {
+		if ev.recipe.byAddr[d] == nil {
+			return fmt.Errorf("%s refers to %s, which this recipe does not declare", addr, d)
+		}
+	}
+	if r.Provider == "" {
+		r.Provider = InProcess
+	}
+	if r.Inputs == nil {
+		r.Inputs = map[string]any{}
+	}
+	ev.recipe.Resources = append(ev.recipe.Resources, r)
+	ev.recipe.byAddr[addr] = r
+	return nil
+}
+
+// callerPos is the position of the innermost recipe frame calling a builtin.
+func callerPos(thread *starlark.Thread) syntax.Position {
+	for i := 0; i < thread.CallStackDepth(); i++ {
+		if p := thread.CallFrame(i).Pos; p.IsValid() && p.Filename() != "<builtin>" {
+			return p
+		}
+	}
+	return syntax.Position{}
+}
+
+// outerPos is the position of the outermost frame: the recipe's own line.
+func outerPos(thread *starlark.Thread) syntax.Position {
+	for i := thread.CallStackDepth() - 1; i >= 0; i-- {
+		if p := thread.CallFrame(i).Pos; p.IsValid() && p.Filename() != "<builtin>" {
+			return p
+		}
+	}
+	return syntax.Position{}
+}
+
+func newModule(name string, members starlark.StringDict) starlark.Value {
+	m := &starlarkstruct.Module{Name: name, Members: members}
+	m.Freeze()
+	return m
+}

@@ -1,0 +1,400 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// Action is what a plan does to one resource.
+type Action string
+
+const (
+	NoOp    Action = "no-op"
+	Create  Action = "create"
+	Update  Action = "update"
+	Replace Action = "replace"
+	Delete  Action = "delete"
+)
+
+// Providers hands out the provider of a name: InProcess or a plugin.
+type Providers interface {
+	Provider(ctx context.Context, name string) (sdk.Provider, error)
+}
+
+// Change is the plan for one resource.
+type Change struct {
+	Addr    string
+	Action  Action
+	Res     *Resource      // desired; nil for a delete
+	Prior   *ResourceState // recorded; nil for a create
+	Reasons []string
+}
+
+// Type is the resource's type.
+func (c *Change) Type() string {
+	if c.Res != nil {
+		return c.Res.Type
+	}
+	return c.Prior.Type
+}
+
+// Provider is the provider that carries the change out.
+func (c *Change) Provider() string {
+	if c.Res != nil {
+		return c.Res.Provider
+	}
+	return c.Prior.Provider
+}
+
+// Where is the recipe position behind the change.
+func (c *Change) Where() string {
+	if c.Res != nil {
+		return c.Res.Where()
+	}
+	return c.Prior.Pos
+}
+
+// Plan is every change, creations and updates in dependency order and
+// deletions after them, dependents first.
+type Plan struct {
+	Changes  []*Change
+	Warnings []string
+	Destroy  bool
+}
+
+// Counts returns how many resources the plan adds, changes and destroys
+// (a replacement counts as one added and one destroyed).
+func (p *Plan) Counts() (add, change, destroy int) {
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			add++
+		case Update:
+			change++
+		case Replace:
+			add++
+			destroy++
+		case Delete:
+			destroy++
+		}
+	}
+	return
+}
+
+// HasChanges is true when applying the plan would change anything.
+func (p *Plan) HasChanges() bool {
+	a, c, d := p.Counts()
+	return a+c+d > 0
+}
+
+// Planner compares a recipe with the recorded state and the world.
+type Planner struct {
+	Providers Providers
+	Workdir   string
+	// Refresh asks providers what the world holds (drift, deleted VMs)
+	// instead of trusting the state alone.
+	Refresh bool
+	// Targets limit the plan to resources whose address starts with one of
+	// them, and what those depend on.
+	Targets []string
+}
+
+// Plan computes the changes that bring the world to the recipe.
+func (pl *Planner) Plan(ctx context.Context, recipe *Recipe, store *Store) (*Plan, error) {
+	selected, err := pl.selectTargets(recipe, store)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{}
+	reads := pl.refresh(ctx, recipe, store, selected, plan)
+
+	byAddr := map[string]*Change{}
+	for _, r := range recipe.Resources {
+		addr := r.Addr()
+		if !selected[addr] {
+			continue
+		}
+		c := &Change{Addr: addr, Res: r, Prior: store.Get(addr), Action: NoOp}
+		pl.decide(ctx, c, byAddr, store, reads[addr], plan)
+		byAddr[addr] = c
+		plan.Changes = append(plan.Changes, c)
+	}
+	plan.Changes = append(plan.Changes, pl.orphans(recipe, store)...)
+	return plan, nil
+}
+
+func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Change, store *Store, read *readResult, plan *Plan) {
+	r, prior := c.Res, c.Prior
+	if prior == nil {
+		c.Action = Create
+		return
+	}
+	changeAction := func() Action {
+		if r.UpdateInPlace && prior.Provider == r.Provider {
+			return Update
+		}
+		return Replace
+	}
+	if prior.Provider != r.Provider {
+		c.Action, c.Reasons = Replace, []string{fmt.Sprintf("provider changes from %s to %s", prior.Provider, r.Provider)}
+		return
+	}
+	if prior.Hash != r.Hash() {
+		c.Action = changeAction()
+		c.Reasons = append(c.Reasons, "inputs change: "+strings.Join(changedInputs(prior.Inputs, r.Inputs), ", "))
+		if c.Action == Update {
+			if prov, err := pl.Providers.Provider(ctx, r.Provider); err == nil {
+				resp, err := prov.Plan(ctx, &sdk.PlanRequest{Resource: sdkResource(r), PriorConfig: mustJSON(prior.Inputs), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
+				if err == nil && resp.RequiresReplace {
+					c.Action = Replace
+				}
+			}
+		}
+		return
+	}
+	for _, d := range r.Deps {
+		if dc := planned[d]; dc != nil && dc.Action != NoOp {
+			c.Action = changeAction()
+			c.Reasons = append(c.Reasons, fmt.Sprintf("%s changes", d))
+		} else if ds := store.Get(d); ds != nil && ds.Digest != prior.Deps[d] {
+			c.Action = changeAction()
+			c.Reasons = append(c.Reasons, fmt.Sprintf("%s was re-made since", d))
+		}
+	}
+	if c.Action != NoOp {
+		return
+	}
+	if read == nil {
+		return
+	}
+	switch {
+	case read.err != nil:
+		plan.Warnings = append(plan.Warnings, fmt.Sprintf("%s: could not read it back (%v); trusting the recorded state", c.Addr, read.err))
+	case !read.resp.Exists:
+		c.Action, c.Reasons = Create, []string{"gone from the world"}
+		c.Prior = nil
+	case read.resp.Drift != "":
+		c.Action, c.Reasons = changeAction(), []string{"drift: " + read.resp.Drift}
+	}
+}
+
+type readResult struct {
+	resp *sdk.ReadResponse
+	err  error
+}
+
+// refresh reads back every selected, recorded resource, in parallel.
+func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool, plan *Plan) map[string]*readResult {
+	out := map[string]*readResult{}
+	if !pl.Refresh {
+		return out
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, r := range recipe.Resources {
+		addr := r.Addr()
+		prior := store.Get(addr)
+		if !selected[addr] || prior == nil || prior.Provider != r.Provider {
+			continue
+		}
+		wg.Add(1)
+		go func(r *Resource, prior *ResourceState) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rr := &readResult{}
+			prov, err := pl.Providers.Provider(ctx, prior.Provider)
+			if err == nil {
+				rr.resp, rr.err = prov.Read(ctx, &sdk.ReadRequest{Resource: stateResource(prior), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
+			} else {
+				rr.err = err
+			}
+			mu.Lock()
+			out[r.Addr()] = rr
+			mu.Unlock()
+		}(r, prior)
+	}
+	wg.Wait()
+	return out
+}
+
+// orphans are recorded resources the recipe no longer declares.
+func (pl *Planner) orphans(recipe *Recipe, store *Store) []*Change {
+	var gone []*ResourceState
+	for _, addr := range store.Addrs() {
+		if recipe.Resource(addr) == nil && pl.matches(addr) {
+			gone = append(gone, store.Get(addr))
+		}
+	}
+	return deleteOrder(gone, "no longer in the recipe")
+}
+
+// PlanDestroy plans the deletion of every recorded resource (or those
+// matching the targets, with everything that depends on them).
+func (pl *Planner) PlanDestroy(store *Store) (*Plan, error) {
+	all := map[string]*ResourceState{}
+	for _, a := range store.Addrs() {
+		all[a] = store.Get(a)
+	}
+	doomed := map[string]bool{}
+	for a := range all {
+		if pl.matches(a) {
+			doomed[a] = true
+		}
+	}
+	if len(pl.Targets) > 0 && len(doomed) == 0 {
+		return nil, fmt.Errorf("--target %s matches no recorded resource", strings.Join(pl.Targets, ", "))
+	}
+	for grew := true; grew; {
+		grew = false
+		for a, rs := range all {
+			if doomed[a] {
+				continue
+			}
+			for d := range rs.Deps {
+				if doomed[d] {
+					doomed[a], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	var gone []*ResourceState
+	for a := range doomed {
+		gone = append(gone, all[a])
+	}
+	return &Plan{Destroy: true, Changes: deleteOrder(gone, "destroy")}, nil
+}
+
+// deleteOrder orders deletions so that a resource goes before what it
+// depends on.
+func deleteOrder(gone []*ResourceState, reason string) []*Change {
+	sort.Slice(gone, func(i, j int) bool { return gone[i].Addr() < gone[j].Addr() })
+	in := map[string]bool{}
+	for _, g := range gone {
+		in[g.Addr()] = true
+	}
+	done := map[string]bool{}
+	var out []*Change
+	var visit func(g *ResourceState)
+	byAddr := map[string]*ResourceState{}
+	for _, g := range gone {
+		byAddr[g.Addr()] = g
+	}
+	// Post-order over "is depended on by": emit dependents first.
+	dependents := map[string][]*ResourceState{}
+	for _, g := range gone {
+		for d := range g.Deps {
+			if in[d] {
+				dependents[d] = append(dependents[d], g)
+			}
+		}
+	}
+	visit = func(g *ResourceState) {
+		if done[g.Addr()] {
+			return
+		}
+		done[g.Addr()] = true
+		for _, dep := range dependents[g.Addr()] {
+			visit(dep)
+		}
+		out = append(out, &Change{Addr: g.Addr(), Action: Delete, Prior: g, Reasons: []string{reason}})
+	}
+	for _, g := range gone {
+		visit(g)
+	}
+	return out
+}
+
+func (pl *Planner) matches(addr string) bool {
+	if len(pl.Targets) == 0 {
+		return true
+	}
+	for _, t := range pl.Targets {
+		if strings.HasPrefix(addr, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// selectTargets returns the addresses in play: all, or the targeted ones
+// and everything they depend on.
+func (pl *Planner) selectTargets(recipe *Recipe, store *Store) (map[string]bool, error) {
+	sel := map[string]bool{}
+	if len(pl.Targets) == 0 {
+		for _, r := range recipe.Resources {
+			sel[r.Addr()] = true
+		}
+		return sel, nil
+	}
+	for _, t := range pl.Targets {
+		hit := false
+		for _, r := range recipe.Resources {
+			if strings.HasPrefix(r.Addr(), t) {
+				sel[r.Addr()], hit = true, true
+			}
+		}
+		for _, a := range store.Addrs() {
+			if strings.HasPrefix(a, t) {
+				hit = true
+			}
+		}
+		if !hit {
+			return nil, fmt.Errorf("--target %s matches no resource of %s", t, recipe.File)
+		}
+	}
+	for i := len(recipe.Resources) - 1; i >= 0; i-- {
+		r := recipe.Resources[i]
+		if sel[r.Addr()] {
+			for _, d := range r.Deps {
+				sel[d] = true
+			}
+		}
+	}
+	return sel, nil
+}
+
+func changedInputs(prior, now map[string]any) []string {
+	keys := map[string]bool{}
+	for k := range prior {
+		keys[k] = true
+	}
+	for k := range now {
+		keys[k] = true
+	}
+	var out []string
+	for k := range keys {
+		if string(mustJSON(prior[k])) != string(mustJSON(now[k])) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		out = []string{"provider settings"}
+	}
+	return out
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func sdkResource(r *Resource) sdk.Resource {
+	return sdk.Resource{Type: r.Type, Name: r.Name, Address: r.Addr(), Config: r.ConfigJSON(), Pos: r.Where()}
+}
+
+func stateResource(s *ResourceState) sdk.Resource {
+	return sdk.Resource{Type: s.Type, Name: s.Name, Address: s.Addr(), Config: mustJSON(s.Inputs), Pos: s.Pos}
+}

@@ -1,0 +1,197 @@
+// Package runtime is khw's engine: it evaluates a recipe in a hermetic
+// Starlark thread (eval.go, load.go, params.go), collects the resources the
+// builtins declare (resource.go), compares them with the recorded state and
+// the world into a plan (plan.go, state.go), prints the plan (printer.go) and
+// carries it out in dependency order (apply.go).
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// InProcess is the provider name of resources served inside khw.
+const InProcess = "khw"
+
+// Field is one input shown to a person in the plan.
+type Field struct {
+	Key, Value string
+}
+
+// Resource is one thing a recipe declared.
+type Resource struct {
+	Type string // e.g. "pki.cert"
+	Name string // e.g. "admin"
+	// Provider is InProcess or the name of a plugin (khw-plugin-NAME).
+	Provider string
+	// Inputs are the resource's configuration. They are JSON values and
+	// never hold a secret: keys are made at apply time.
+	Inputs map[string]any
+	// Deps are the addresses of the resources this one refers to.
+	Deps []string
+	// Pos is the recipe position of the call that declared it; From is the
+	// line of the recipe itself that led there, when Pos is in a loaded
+	// library.
+	Pos, From syntax.Position
+	// Show lists the inputs a person wants to see in the plan.
+	Show []Field
+	// UpdateInPlace is true when a change of inputs is applied in place (~)
+	// instead of by replacement (-/+).
+	UpdateInPlace bool
+}
+
+// Addr is the resource's address, TYPE.NAME.
+func (r *Resource) Addr() string { return r.Type + "." + r.Name }
+
+// Where is the recipe position as file:line.
+func (r *Resource) Where() string {
+	if !r.Pos.IsValid() {
+		return ""
+	}
+	w := fmt.Sprintf("%s:%d", r.Pos.Filename(), r.Pos.Line)
+	if r.From.IsValid() && r.From.Filename() != r.Pos.Filename() {
+		w += fmt.Sprintf(" (from %s:%d)", r.From.Filename(), r.From.Line)
+	}
+	return w
+}
+
+// ConfigJSON is the inputs as the JSON object sent to providers.
+func (r *Resource) ConfigJSON() json.RawMessage {
+	b, err := json.Marshal(r.Inputs)
+	if err != nil {
+		panic(fmt.Sprintf("%s: inputs are not JSON: %v", r.Addr(), err))
+	}
+	return b
+}
+
+// Hash identifies the resource's configuration: provider, type and inputs.
+func (r *Resource) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", r.Provider, r.Type)
+	h.Write(r.ConfigJSON())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ---- Starlark values that builtins hand back ----
+
+// Handle is the Starlark value a builtin returns for a resource it declared.
+// Its attributes are known at evaluation time (names, IPs, file names);
+// values that exist only after apply travel as references (Deps).
+type Handle struct {
+	Res   *Resource
+	Attrs starlark.StringDict
+}
+
+var _ starlark.HasAttrs = (*Handle)(nil)
+
+func (h *Handle) String() string        { return "<" + h.Res.Addr() + ">" }
+func (h *Handle) Type() string          { return h.Res.Type }
+func (h *Handle) Freeze()               { h.Attrs.Freeze() }
+func (h *Handle) Truth() starlark.Bool  { return true }
+func (h *Handle) Hash() (uint32, error) { return starlark.String(h.Res.Addr()).Hash() }
+func (h *Handle) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "address":
+		return starlark.String(h.Res.Addr()), nil
+	case "name":
+		return starlark.String(h.Res.Name), nil
+	}
+	v, ok := h.Attrs[name]
+	if !ok {
+		return nil, nil // "has no .x field or method"
+	}
+	return v, nil
+}
+func (h *Handle) AttrNames() []string {
+	names := append([]string{"address", "name"}, h.Attrs.Keys()...)
+	sort.Strings(names)
+	return names
+}
+
+// File is a file in the workspace that a resource produces, such as
+// admin.pem. Passing it to another builtin makes that resource depend on
+// the producer.
+type File struct {
+	Path     string // relative to the workdir
+	Producer string // address of the resource that writes it
+	Secret   bool   // private keys and the encryption config: mode 0600
+}
+
+var _ starlark.HasAttrs = (*File)(nil)
+
+func (f *File) String() string        { return fmt.Sprintf("<file %s>", f.Path) }
+func (f *File) Type() string          { return "file" }
+func (f *File) Freeze()               {}
+func (f *File) Truth() starlark.Bool  { return true }
+func (f *File) Hash() (uint32, error) { return starlark.String(f.Path).Hash() }
+func (f *File) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "path":
+		return starlark.String(f.Path), nil
+	case "producer":
+		return starlark.String(f.Producer), nil
+	case "secret":
+		return starlark.Bool(f.Secret), nil
+	}
+	return nil, nil
+}
+func (f *File) AttrNames() []string { return []string{"path", "producer", "secret"} }
+
+// FileJSON is a File as it appears in a resource's inputs.
+type FileJSON struct {
+	Path     string `json:"path"`
+	Producer string `json:"producer"`
+	Secret   bool   `json:"secret,omitempty"`
+}
+
+// JSON returns the file as an input value.
+func (f *File) JSON() map[string]any {
+	m := map[string]any{"path": f.Path, "producer": f.Producer}
+	if f.Secret {
+		m["secret"] = true
+	}
+	return m
+}
+
+// Refs returns the addresses v refers to (handles and files, inside lists,
+// tuples and dicts), sorted and without repeats.
+func Refs(vs ...starlark.Value) []string {
+	seen := map[string]bool{}
+	var walk func(v starlark.Value)
+	walk = func(v starlark.Value) {
+		switch x := v.(type) {
+		case *Handle:
+			seen[x.Res.Addr()] = true
+		case *File:
+			seen[x.Producer] = true
+		case starlark.Indexable: // list, tuple
+			for i := 0; i < x.Len(); i++ {
+				walk(x.Index(i))
+			}
+		case *starlark.Dict:
+			for _, it := range x.Items() {
+				walk(it[0])
+				walk(it[1])
+			}
+		}
+	}
+	for _, v := range vs {
+		walk(v)
+	}
+	out := make([]string, 0, len(seen))
+	for a := range seen {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Join is a helper for plan fields.
+func Join(xs []string) string { return strings.Join(xs, ",") }

@@ -1,0 +1,236 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// StateDir is the workdir's subdirectory that holds khw's own files.
+const StateDir = ".khw"
+
+const stateFormat = 1
+
+// ResourceState is what khw recorded when it last applied a resource.
+type ResourceState struct {
+	Type     string         `json:"type"`
+	Name     string         `json:"name"`
+	Provider string         `json:"provider"`
+	Pos      string         `json:"pos,omitempty"`
+	Hash     string         `json:"hash"`
+	Inputs   map[string]any `json:"inputs"`
+	// Outputs are what the provider reported: file names, fingerprints, MACs.
+	// Never a secret.
+	Outputs json.RawMessage `json:"outputs,omitempty"`
+	// Digest changes whenever the resource's observable result changes.
+	Digest string `json:"digest"`
+	// Deps are the addresses it referred to, with their digests at the time.
+	Deps map[string]string `json:"deps,omitempty"`
+	// UpdateInPlace mirrors the type's behaviour, for deletes of resources
+	// the recipe no longer declares.
+	UpdateInPlace bool `json:"update_in_place,omitempty"`
+}
+
+// Addr is the recorded resource's address.
+func (s *ResourceState) Addr() string { return s.Type + "." + s.Name }
+
+// State is every resource khw has applied in one workdir.
+type State struct {
+	Format    int                       `json:"format"`
+	Serial    int                       `json:"serial"`
+	Resources map[string]*ResourceState `json:"resources"`
+}
+
+// Store keeps the state of one workdir, saving it atomically after every
+// change and holding the workdir's lock while a run may change it.
+type Store struct {
+	workdir string
+	mu      sync.Mutex
+	state   *State
+	lock    *os.File
+}
+
+// OpenStore reads the state in workdir. A missing workdir or state file is
+// an empty state; nothing is created.
+func OpenStore(workdir string) (*Store, error) {
+	s := &Store{workdir: workdir, state: &State{Format: stateFormat, Resources: map[string]*ResourceState{}}}
+	b, err := os.ReadFile(s.path())
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", s.path(), err)
+	}
+	s.state = st
+	return s, nil
+}
+
+// ParseState decodes and checks a state file.
+func ParseState(b []byte) (*State, error) {
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("not a khw state file: %v", err)
+	}
+	if st.Format != stateFormat {
+		return nil, fmt.Errorf("state format %d is not the %d this khw reads", st.Format, stateFormat)
+	}
+	if st.Resources == nil {
+		st.Resources = map[string]*ResourceState{}
+	}
+	for addr, r := range st.Resources {
+		if r == nil || r.Addr() != addr {
+			return nil, fmt.Errorf("state entry %q does not match its resource", addr)
+		}
+	}
+	return &st, nil
+}
+
+func (s *Store) path() string { return filepath.Join(s.workdir, StateDir, "state.json") }
+
+// Get returns the recorded state of addr, or nil.
+func (s *Store) Get(addr string) *ResourceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.Resources[addr]
+}
+
+// Addrs lists every recorded address, sorted.
+func (s *Store) Addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.state.Resources))
+	for a := range s.state.Resources {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Put records a resource (nil removes it) and saves the state atomically.
+func (s *Store) Put(addr string, rs *ResourceState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rs == nil {
+		delete(s.state.Resources, addr)
+	} else {
+		s.state.Resources[addr] = rs
+	}
+	s.state.Serial++
+	return s.save()
+}
+
+func (s *Store) save() error {
+	b, err := json.MarshalIndent(s.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.path(), append(b, '\n'), 0o600)
+}
+
+// Lock takes the workdir's lock, creating the workdir (0700) if needed. A
+// second run on the same workdir is refused while the first holds it; the
+// kernel releases the lock when the holder dies, even by SIGKILL.
+func (s *Store) Lock() error {
+	dir := filepath.Join(s.workdir, StateDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(s.workdir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		who := "another khw run"
+		if pid := lockHolder(f); pid > 0 {
+			who = fmt.Sprintf("another khw run (pid %d)", pid)
+		}
+		f.Close()
+		return fmt.Errorf("workdir %s is locked by %s: two runs on one workdir would corrupt it; wait for that run to end or stop it", s.workdir, who)
+	}
+	s.lock = f
+	return nil
+}
+
+// Unlock releases the lock taken by Lock.
+func (s *Store) Unlock() {
+	if s.lock != nil {
+		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// lockHolder finds the pid holding a flock on f in /proc/locks. The lock
+// file itself is never written, so a run that changes nothing leaves every
+// file in the workdir, mtimes included, as it was.
+func lockHolder(f *os.File) int {
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &st) != nil {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+	want := ":" + strconv.FormatUint(st.Ino, 10)
+	for _, line := range strings.Split(string(data), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) >= 6 && fs[1] == "FLOCK" && strings.HasSuffix(fs[5], want) {
+			if pid, err := strconv.Atoi(fs[4]); err == nil {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory, synced and renamed into place, so that a reader (or a run
+// killed half-way) sees either the old file or the new one, never a part.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
