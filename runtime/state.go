@@ -135,6 +135,9 @@ func (s *Store) save() error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(s.path()), 0o700); err != nil {
+		return err
+	}
 	return WriteFileAtomic(s.path(), append(b, '\n'), 0o600)
 }
 

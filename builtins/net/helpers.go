@@ -15,6 +15,10 @@ var helpers = []*runtime.Builtin{
 		Doc:     "True when s is an IPv4 or IPv6 address.",
 		Args:    []runtime.Arg{{Name: "s", Type: "string", Doc: "text to check"}},
 		Example: `net.is_ip("10.200.1.10")  # True`},
+	{Module: "net", Name: "is_hostname", Fn: isHostname,
+		Doc:     "True when s is a valid node host name: lower-case letters, digits and '-', at most 63 characters.",
+		Args:    []runtime.Arg{{Name: "s", Type: "string", Doc: "text to check"}},
+		Example: `net.is_hostname("m1")  # True`},
 	{Module: "net", Name: "is_cidr", Fn: isCIDR,
 		Doc:     "True when s is a network in CIDR form whose host bits are zero.",
 		Args:    []runtime.Arg{{Name: "s", Type: "string", Doc: "text to check"}},
@@ -40,6 +44,14 @@ func isIP(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs [
 	}
 	_, err := netip.ParseAddr(s)
 	return starlark.Bool(err == nil), nil
+}
+
+func isHostname(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var s string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "s", &s); err != nil {
+		return nil, err
+	}
+	return starlark.Bool(NodeNameRE.MatchString(s)), nil
 }
 
 func isCIDR(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -19,6 +19,9 @@ import (
 // Provider is the plugin that serves the net.* resources.
 const Provider = "hostnet"
 
+// NodeNameRE is what a node's host name may be (an RFC 1123 label).
+var NodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // Register adds the net module.
@@ -42,8 +45,8 @@ func Register(r *runtime.Registry) {
 		Example: `net.nat(br0)`,
 	})
 	r.Add(&runtime.Builtin{Module: "net", Name: "sysctl", Creates: "net.sysctl", Fn: sysctl,
-		Doc:  "Declares kernel settings (the post's bridge-nf-call-* = 0). Destroy restores the values found before.",
-		Args: []runtime.Arg{{Name: "name", Type: "string", Doc: "resource name"}, {Name: "values", Type: "dict", Doc: "sysctl key to value"}},
+		Doc:     "Declares kernel settings (the post's bridge-nf-call-* = 0). Destroy restores the values found before.",
+		Args:    []runtime.Arg{{Name: "name", Type: "string", Doc: "resource name"}, {Name: "values", Type: "dict", Doc: "sysctl key to value"}},
 		Example: `net.sysctl("bridge-nf", {"net.bridge.bridge-nf-call-iptables": "0"})`,
 	})
 	r.Add(&runtime.Builtin{Module: "net", Name: "hosts", Creates: "net.hosts", Fn: hosts,

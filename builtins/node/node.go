@@ -40,7 +40,7 @@ func Register(r *runtime.Registry) {
 
 type target struct {
 	name, ip, user, key string
-	handle             *runtime.Handle
+	handle              *runtime.Handle
 }
 
 func nodeOf(b *starlark.Builtin, h *runtime.Handle) (*target, error) {

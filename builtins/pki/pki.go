@@ -7,7 +7,12 @@ package pki
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"regexp"
@@ -44,7 +49,8 @@ var cpu = make(chan struct{}, goruntime.GOMAXPROCS(0))
 func Register(r *runtime.Registry) {
 	r.Add(&runtime.Builtin{Module: "pki", Name: "ca", Creates: "pki.ca", Fn: caBuiltin,
 		Doc: "Declares a certificate authority made like `cfssl gencert -initca CSR | cfssljson -bare NAME`: " +
-			"NAME.pem, NAME-key.pem (0600) and NAME.csr in the workdir.",
+			"NAME.pem, NAME-key.pem (0600) and NAME.csr in the workdir. The key is its own resource, " +
+			"pki.key.NAME, so that every key of a PKI is generated in parallel from the start.",
 		Args: []runtime.Arg{
 			{Name: "name", Type: "string", Doc: "file prefix and resource name (address pki.ca.NAME)"},
 			{Name: "csr", Type: "dict", Doc: "the cfssl CSR JSON as a dict (CN, key, names, hosts, ca)"},
@@ -53,7 +59,7 @@ func Register(r *runtime.Registry) {
 	})
 	r.Add(&runtime.Builtin{Module: "pki", Name: "cert", Creates: "pki.cert", Fn: certBuiltin,
 		Doc: "Declares a certificate signed by a CA, made like `cfssl gencert -ca -ca-key -config -profile " +
-			"-hostname HOSTS CSR | cfssljson -bare NAME`: NAME.pem, NAME-key.pem (0600) and NAME.csr.",
+			"-hostname HOSTS CSR | cfssljson -bare NAME`: NAME.pem, NAME-key.pem (0600, resource pki.key.NAME) and NAME.csr.",
 		Args: []runtime.Arg{
 			{Name: "name", Type: "string", Doc: "file prefix and resource name (address pki.cert.NAME)"},
 			{Name: "ca", Type: "pki.ca", Doc: "the signing CA"},
@@ -74,6 +80,7 @@ func Register(r *runtime.Registry) {
 		Args:    []runtime.Arg{{Name: "path", Type: "string", Doc: "file inside the recipe root"}},
 		Example: `ca_config = pki.config_json("hardway/ca-config.json")`,
 	})
+	r.AddType(runtime.TypeSpec{Type: "pki.key", Doc: "a private key", Handler: workspace.Handler{ApplyFn: applyKey}})
 	r.AddType(runtime.TypeSpec{Type: "pki.ca", Doc: "a certificate authority", Handler: workspace.Handler{ApplyFn: applyCA}})
 	r.AddType(runtime.TypeSpec{Type: "pki.cert", Doc: "a certificate signed by a CA", Handler: workspace.Handler{ApplyFn: applyCert}})
 }
@@ -83,9 +90,23 @@ func Register(r *runtime.Registry) {
 func pairAttrs(name string, addr string) starlark.StringDict {
 	return starlark.StringDict{
 		"cert": &runtime.File{Path: name + ".pem", Producer: addr},
-		"key":  &runtime.File{Path: name + "-key.pem", Producer: addr, Secret: true},
+		"key":  &runtime.File{Path: name + "-key.pem", Producer: "pki.key." + name, Secret: true},
 		"csr":  &runtime.File{Path: name + ".csr", Producer: addr},
 	}
+}
+
+// declareKey declares the private key NAME-key.pem as its own resource. It
+// depends on nothing, so every key of a PKI is generated at once, on every
+// core, while the CA's certificate waits only for the CA's key.
+func declareKey(thread *starlark.Thread, name string, kr *csr.KeyRequest) (string, error) {
+	res := &runtime.Resource{Type: "pki.key", Name: name,
+		Inputs: map[string]any{"algo": kr.Algo(), "size": kr.Size(), "file": name + "-key.pem"},
+		Show: []runtime.Field{
+			{Key: "key", Value: fmt.Sprintf("%s %d", kr.Algo(), kr.Size())},
+			{Key: "file", Value: name + "-key.pem (0600)"},
+		},
+	}
+	return res.Addr(), runtime.Declare(thread, res)
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -110,9 +131,17 @@ func caBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, runtime.Errorf(b, "csr: %v", err)
 	}
+	if req.CA != nil && req.CA.Backdate != "" {
+		return nil, runtime.Errorf(b, "csr: ca.backdate is not supported")
+	}
+	keyAddr, err := declareKey(thread, name, req.KeyRequest)
+	if err != nil {
+		return nil, err
+	}
 	res := &runtime.Resource{
 		Type: "pki.ca", Name: name,
-		Inputs: map[string]any{"csr": raw},
+		Inputs: map[string]any{"csr": raw, "key": name + "-key.pem"},
+		Deps:   []string{keyAddr},
 		Show:   csrFields(req, name),
 	}
 	if err := runtime.Declare(thread, res); err != nil {
@@ -161,8 +190,13 @@ func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 			return nil, runtime.Errorf(b, "hosts[%d]: %v", i, err)
 		}
 	}
+	keyAddr, err := declareKey(thread, name, req.KeyRequest)
+	if err != nil {
+		return nil, err
+	}
 	caAttrs := pairAttrs(ca.Res.Name, ca.Res.Addr())
 	inputs := map[string]any{
+		"key":     name + "-key.pem",
 		"csr":     rawCSR,
 		"config":  rawCfg,
 		"profile": profile,
@@ -181,7 +215,7 @@ func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		show = append(show, runtime.Field{Key: "profile", Value: profile})
 	}
 	res := &runtime.Resource{
-		Type: "pki.cert", Name: name, Inputs: inputs, Deps: []string{ca.Res.Addr()}, Show: show,
+		Type: "pki.cert", Name: name, Inputs: inputs, Deps: []string{ca.Res.Addr(), keyAddr, caAttrs["key"].(*runtime.File).Producer}, Show: show,
 	}
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
@@ -193,13 +227,10 @@ func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 }
 
 func csrFields(req *csr.CertificateRequest, name string) []runtime.Field {
-	var o, ou []string
+	var o []string
 	for _, n := range req.Names {
 		if n.O != "" {
 			o = append(o, n.O)
-		}
-		if n.OU != "" {
-			ou = append(ou, n.OU)
 		}
 	}
 	f := []runtime.Field{{Key: "cn", Value: req.CN}, {Key: "o", Value: strings.Join(o, ",")}}
@@ -207,8 +238,8 @@ func csrFields(req *csr.CertificateRequest, name string) []runtime.Field {
 		f = append(f, runtime.Field{Key: "hosts", Value: strings.Join(req.Hosts, ",")})
 	}
 	f = append(f,
-		runtime.Field{Key: "key", Value: fmt.Sprintf("%s %d", req.KeyRequest.Algo(), req.KeyRequest.Size())},
-		runtime.Field{Key: "files", Value: fmt.Sprintf("%s.pem %s-key.pem %s.csr", name, name, name)},
+		runtime.Field{Key: "key", Value: fmt.Sprintf("pki.key.%s (%s %d)", name, req.KeyRequest.Algo(), req.KeyRequest.Size())},
+		runtime.Field{Key: "files", Value: fmt.Sprintf("%s.pem %s.csr", name, name)},
 	)
 	return f
 }
@@ -330,11 +361,8 @@ func profileNames(cfg *config.Config) string {
 
 // ---- apply ----
 
-type caInputs struct {
-	CSR json.RawMessage `json:"csr"`
-}
-
 type certInputs struct {
+	Key     string          `json:"key"`
 	CSR     json.RawMessage `json:"csr"`
 	Config  json.RawMessage `json:"config"`
 	Profile string          `json:"profile"`
@@ -353,16 +381,62 @@ func decodeCSR(raw json.RawMessage) (*csr.CertificateRequest, error) {
 	return req, nil
 }
 
-func bare(name string, key, csrPEM, cert []byte) []workspace.File {
-	return []workspace.File{
-		{Name: name + "-key.pem", Data: key, Secret: true},
-		{Name: name + ".csr", Data: csrPEM},
-		{Name: name + ".pem", Data: cert},
+// encodeKey writes a key as cfssl (and so cfssljson -bare) does.
+func encodeKey(priv crypto.PrivateKey) ([]byte, error) {
+	switch k := priv.(type) {
+	case *rsa.PrivateKey:
+		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
+	case *ecdsa.PrivateKey:
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
 	}
+	return nil, fmt.Errorf("unsupported key type %T", priv)
 }
 
-func applyCA(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
-	var in caInputs
+func applyKey(_ context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
+	var in struct {
+		Algo string `json:"algo"`
+		Size int    `json:"size"`
+		File string `json:"file"`
+	}
+	if err := req.Resource.Decode(&in); err != nil {
+		return nil, err
+	}
+	kr := &csr.KeyRequest{A: in.Algo, S: in.Size}
+	cpu <- struct{}{}
+	priv, err := kr.Generate()
+	<-cpu
+	if err != nil {
+		return nil, fmt.Errorf("generating a %s-%d key: %v", in.Algo, in.Size, err)
+	}
+	pemKey, err := encodeKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return workspace.Write(req.Workdir, workspace.File{Name: in.File, Data: pemKey, Secret: true})
+}
+
+// signer reads a key that pki.key wrote.
+func readSigner(workdir, file string) (crypto.Signer, error) {
+	b, err := workspace.Read(workdir, file)
+	if err != nil {
+		return nil, err
+	}
+	k, err := helpers.ParsePrivateKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a private key", file) // never echo key material
+	}
+	return k, nil
+}
+
+func applyCA(_ context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
+	var in struct {
+		CSR json.RawMessage `json:"csr"`
+		Key string          `json:"key"`
+	}
 	if err := req.Resource.Decode(&in); err != nil {
 		return nil, err
 	}
@@ -370,13 +444,18 @@ func applyCA(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, er
 	if err != nil {
 		return nil, err
 	}
-	cpu <- struct{}{}
-	cert, csrPEM, key, err := initca.New(creq)
-	<-cpu
+	priv, err := readSigner(req.Workdir, in.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, csrPEM, err := initca.NewFromSigner(creq, priv)
 	if err != nil {
 		return nil, fmt.Errorf("making the CA: %v", err)
 	}
-	return workspace.Write(req.Workdir, bare(req.Resource.Name, key, csrPEM, cert)...)
+	name := req.Resource.Name
+	return workspace.Write(req.Workdir,
+		workspace.File{Name: name + ".csr", Data: csrPEM},
+		workspace.File{Name: name + ".pem", Data: cert})
 }
 
 func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {
@@ -389,7 +468,7 @@ func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, 
 		return nil, err
 	}
 	if in.Hosts != nil {
-		creq.Hosts = in.Hosts
+		creq.Hosts = in.Hosts // as cfssl gencert -hostname does
 	}
 	cfg, err := config.LoadConfig(in.Config)
 	if err != nil {
@@ -399,27 +478,24 @@ func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, 
 	if err != nil {
 		return nil, err
 	}
-	caKeyPEM, err := workspace.Read(req.Workdir, in.CA.Key)
-	if err != nil {
-		return nil, err
-	}
 	caCert, err := helpers.ParseCertificatePEM(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", in.CA.Cert, err)
 	}
-	caKey, err := helpers.ParsePrivateKeyPEM(caKeyPEM)
+	caKey, err := readSigner(req.Workdir, in.CA.Key)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a private key", in.CA.Key) // never echo key material
+		return nil, err
+	}
+	priv, err := readSigner(req.Workdir, in.Key)
+	if err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cpu <- struct{}{}
-	g := &csr.Generator{Validator: func(*csr.CertificateRequest) error { return nil }}
-	csrPEM, key, err := g.ProcessRequest(creq)
-	<-cpu
+	csrPEM, err := csr.Generate(priv, creq)
 	if err != nil {
-		return nil, fmt.Errorf("generating the key and CSR: %v", err)
+		return nil, fmt.Errorf("making the CSR: %v", err)
 	}
 	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
 	if err != nil {
@@ -429,5 +505,8 @@ func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, 
 	if err != nil {
 		return nil, fmt.Errorf("signing: %v", err)
 	}
-	return workspace.Write(req.Workdir, bare(req.Resource.Name, key, csrPEM, cert)...)
+	name := req.Resource.Name
+	return workspace.Write(req.Workdir,
+		workspace.File{Name: name + ".csr", Data: csrPEM},
+		workspace.File{Name: name + ".pem", Data: cert})
 }

@@ -5,7 +5,6 @@ package vm
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 
 	"go.starlark.net/starlark"
 
@@ -13,8 +12,6 @@ import (
 	knet "github.com/khw-dev/khw/builtins/net"
 	"github.com/khw-dev/khw/runtime"
 )
-
-var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Register adds the vm module.
 func Register(r *runtime.Registry) {
@@ -53,7 +50,7 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		"dns?", &dnsv, "provider?", &provider, "options?", &opts); err != nil {
 		return nil, err
 	}
-	if !nodeNameRE.MatchString(name) {
+	if !knet.NodeNameRE.MatchString(name) {
 		return nil, runtime.Errorf(b, "name %q is not a valid hostname (lower-case letters, digits and '-')", name)
 	}
 	subnet, err := knet.BridgeSubnet(br)

@@ -220,7 +220,7 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 		if o.output == "json" {
 			_ = json.NewEncoder(out).Encode(map[string]any{"type": "apply_failed", "error": applyErr.Error()})
 		}
-		return fmt.Errorf("%w\n\nWhat finished is recorded in %s; fix the cause and run again to finish the job.", applyErr, filepath.Join(workdir, runtime.StateDir))
+		return &hintError{err: applyErr, hint: fmt.Sprintf("What finished is recorded in %s; fix the cause and run again to finish the job.", filepath.Join(workdir, runtime.StateDir))}
 	}
 	if o.output == "json" {
 		return json.NewEncoder(out).Encode(map[string]any{"type": "apply_complete", "add": add, "change": change, "destroy": destroy})
@@ -232,6 +232,15 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	return nil
 }
+
+// hintError is an error followed by what to do about it.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() + "\n\n" + e.hint }
+func (e *hintError) Unwrap() error { return e.err }
 
 func newDisplay(w io.Writer, output string) display {
 	if output == "json" {

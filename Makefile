@@ -1,0 +1,42 @@
+# khw -- see README.md. `make check` is what CI runs.
+GO      ?= go
+GOBIN   ?= $(shell $(GO) env GOPATH)/bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/khw-dev/khw/runtime.Version=$(VERSION)
+# Every plugins/NAME with a main package becomes bin/khw-plugin-NAME.
+PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
+
+export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
+
+.PHONY: all build plugins test lint bench tools deps check clean
+
+all: build
+
+build: ## bin/khw and every bin/khw-plugin-*
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/khw ./cmd/khw
+	@for p in $(PLUGINS); do echo "go build -o bin/khw-plugin-$$p ./plugins/$$p"; \
+	  $(GO) build -ldflags '$(LDFLAGS)' -o bin/khw-plugin-$$p ./plugins/$$p || exit 1; done
+
+test: build ## every test, against real tools (cfssl, kubectl, ...)
+	KHW_REQUIRE_TOOLS=$${KHW_REQUIRE_TOOLS-1} $(GO) test -count=1 ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+bench: build tools ## khw vs the post's cfssl+kubectl pipeline; writes bench/RESULTS.md
+	$(GO) run ./bench/report
+
+tools: ## the Go tools tests and lint use
+	@command -v cfssl >/dev/null && command -v cfssljson >/dev/null || \
+	  $(GO) install github.com/cloudflare/cfssl/cmd/cfssl@v1.6.5 github.com/cloudflare/cfssl/cmd/cfssljson@v1.6.5
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+deps: ## the machine's packages (Debian/Ubuntu, as root)
+	bash scripts/install-deps.sh
+
+check: deps tools lint test ## everything CI does, from a fresh machine
+
+clean:
+	rm -rf bin

@@ -1,0 +1,247 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/khw-dev/khw/runtime"
+)
+
+const chain = `
+a = fake.thing("a", "1")
+b = fake.thing("b", "1", deps = [a])
+c = fake.thing("c", "1", deps = [b], inplace = False)
+d = fake.thing("d", "1")
+`
+
+func TestCreateThenNoChanges(t *testing.T) {
+	e := newEnv(t)
+	p := e.plan(chain)
+	if got := summary(p); got != "create fake.fixed.c\ncreate fake.thing.a\ncreate fake.thing.b\ncreate fake.thing.d" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if err := e.apply(p); err != nil {
+		t.Fatal(err)
+	}
+	p = e.plan(chain)
+	if p.HasChanges() {
+		t.Fatalf("second plan has changes:\n%s", summary(p))
+	}
+	var buf bytes.Buffer
+	runtime.PrintPlan(&buf, p)
+	if !strings.Contains(buf.String(), "No changes.") {
+		t.Fatalf("printed %q", buf.String())
+	}
+}
+
+func TestChangeCascadesToDependentsOnly(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(chain, `fake.thing("a", "1")`, `fake.thing("a", "2")`, 1)
+	p := e.plan(changed)
+	// a changes in place; b depends on a (in place); c depends on b and can
+	// only be replaced; d is independent.
+	if got := summary(p); got != "replace fake.fixed.c\nupdate fake.thing.a\nupdate fake.thing.b" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	add, change, destroy := p.Counts()
+	if add != 1 || change != 2 || destroy != 1 {
+		t.Fatalf("counts %d %d %d", add, change, destroy)
+	}
+	if err := e.apply(p); err != nil {
+		t.Fatal(err)
+	}
+	if e.plan(changed).HasChanges() {
+		t.Fatal("changes after applying the change")
+	}
+}
+
+func TestDependencyRemadeElsewhere(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(chain, `fake.thing("a", "1")`, `fake.thing("a", "2")`, 1)
+	// Apply only a: b now refers to an a that was re-made after it.
+	if err := e.apply(e.plan(changed, "fake.thing.a")); err != nil {
+		t.Fatal(err)
+	}
+	p := e.plan(changed)
+	if got := summary(p); got != "replace fake.fixed.c\nupdate fake.thing.b" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	for _, c := range p.Changes {
+		if c.Addr == "fake.thing.b" && !strings.Contains(strings.Join(c.Reasons, ";"), "fake.thing.a was re-made since") {
+			t.Fatalf("reasons %q", c.Reasons)
+		}
+	}
+}
+
+func TestDriftAndGone(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	e.f.world["fake.thing.d"] = "tampered"
+	delete(e.f.world, "fake.thing.a")
+	p := e.plan(chain)
+	if got := summary(p); got != "create fake.thing.a\nreplace fake.fixed.c\nupdate fake.thing.b\nupdate fake.thing.d" {
+		t.Fatalf("plan:\n%s", got)
+	}
+}
+
+func TestOrphansAreDeletedDependentsFirst(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	e.f.took()
+	p := e.plan(`d = fake.thing("d", "1")`)
+	if got := summary(p); got != "delete fake.fixed.c\ndelete fake.thing.a\ndelete fake.thing.b" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if err := e.apply(p); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.f.took(), ","); got != "delete fake.fixed.c,delete fake.thing.b,delete fake.thing.a" {
+		t.Fatalf("order: %s", got)
+	}
+}
+
+func TestDestroyWithTargetTakesDependents(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	pl := &runtime.Planner{Targets: []string{"fake.thing.b"}}
+	p, err := pl.PlanDestroy(e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(p); got != "delete fake.fixed.c\ndelete fake.thing.b" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if p.Changes[0].Addr != "fake.fixed.c" {
+		t.Fatal("dependent not first")
+	}
+}
+
+func TestTargetsTakeTheirDependencies(t *testing.T) {
+	e := newEnv(t)
+	p := e.plan(chain, "fake.fixed")
+	if got := summary(p); got != "create fake.fixed.c\ncreate fake.thing.a\ncreate fake.thing.b" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if _, err := e.planErr(chain, "nothing.here"); err == nil || !strings.Contains(err.Error(), "--target nothing.here matches no resource") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFailureStopsDependentsKeepsTheRest(t *testing.T) {
+	e := newEnv(t)
+	e.f.fail["fake.thing.a"] = true
+	p := e.plan(chain)
+	err := e.apply(p)
+	var re *runtime.ResourceError
+	if err == nil || !strings.Contains(err.Error(), "fake.thing.a (") || !strings.Contains(err.Error(), "main.star:2") {
+		t.Fatalf("err = %v", err)
+	}
+	_ = re
+	for _, addr := range []string{"fake.thing.b", "fake.fixed.c"} {
+		if e.store.Get(addr) != nil {
+			t.Fatalf("%s applied after its dependency failed", addr)
+		}
+	}
+	// d is independent of a: whether it ran or not, a re-run finishes all.
+	delete(e.f.fail, "fake.thing.a")
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	if e.plan(chain).HasChanges() {
+		t.Fatal("re-run did not finish the job")
+	}
+}
+
+func TestIndependentResourcesRunInParallel(t *testing.T) {
+	e := newEnv(t)
+	src := ""
+	for _, n := range []string{"a", "b", "c", "d"} {
+		src += `fake.thing("` + n + `", "1")` + "\n"
+	}
+	e.f.gate = make(chan struct{})
+	p := e.plan(src)
+	done := make(chan error)
+	go func() { done <- e.apply(p) }()
+	// All four must be in Apply at once before any may finish.
+	for {
+		e.f.mu.Lock()
+		n := e.f.running
+		e.f.mu.Unlock()
+		if n == 4 {
+			break
+		}
+	}
+	close(e.f.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStateIsWrittenAtomicallyAndLocked(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(e.workdir, ".khw", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := runtime.ParseState(b)
+	if err != nil || len(st.Resources) != 4 {
+		t.Fatalf("state: %v %d", err, len(st.Resources))
+	}
+	matches, _ := filepath.Glob(filepath.Join(e.workdir, ".khw", ".state.json.tmp-*"))
+	if len(matches) > 0 {
+		t.Fatalf("temporary files left: %v", matches)
+	}
+	a, _ := runtime.OpenStore(e.workdir)
+	if err := a.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Unlock()
+	b2, _ := runtime.OpenStore(e.workdir)
+	err = b2.Lock()
+	if err == nil || !strings.Contains(err.Error(), "is locked by another khw run") {
+		t.Fatalf("second lock: %v", err)
+	}
+}
+
+func TestPlanJSONHasNoSecretsAndAllChanges(t *testing.T) {
+	e := newEnv(t)
+	var buf bytes.Buffer
+	if err := runtime.WritePlanJSON(&buf, e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"summary"`, `"add": 4`, `"address": "fake.fixed.c"`, `"depends_on"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Fatalf("plan JSON lacks %s:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestProviderMissingNamesPluginAndResource(t *testing.T) {
+	e := newEnv(t)
+	p := e.plan(`fake.thing("a", "1")`)
+	p.Changes[0].Res.Provider = "libvirt"
+	err := e.apply(p)
+	if err == nil || !strings.Contains(err.Error(), `fake.thing.a (`) || !strings.Contains(err.Error(), `plugin "libvirt" is not installed`) {
+		t.Fatalf("err = %v", err)
+	}
+	_ = context.Background
+}

@@ -1,0 +1,134 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// buildTestPlugin compiles plugins/sdk/testplugin as khw-plugin-test.
+func buildTestPlugin(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, BinaryPrefix+"test"), "github.com/khw-dev/khw/plugins/sdk/testplugin")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test plugin: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func newHost(dir string) *Host {
+	h := New(sdk.NewMux("khw", "test"))
+	h.SearchPath = []string{dir}
+	return h
+}
+
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	// A zombie is dead too.
+	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	return err == nil && !strings.Contains(string(st), ") Z ")
+}
+
+func resource(name, cfg string) sdk.Resource {
+	return sdk.Resource{Type: "test.file", Name: name, Address: "test.file." + name, Config: json.RawMessage(cfg)}
+}
+
+func TestPluginAcrossProcesses(t *testing.T) {
+	dir := buildTestPlugin(t)
+	h := newHost(dir)
+	ctx := context.Background()
+
+	if got := h.List(); len(got) != 1 || got[0].Name != "test" {
+		t.Fatalf("List = %+v", got)
+	}
+	sc, err := h.Describe(ctx, "test")
+	if err != nil || sc.Version != "0.0.1" || sc.Types[0].Type != "test.file" {
+		t.Fatalf("Describe = %+v, %v", sc, err)
+	}
+	p, _ := h.Provider(ctx, "test")
+	work := t.TempDir()
+	var progress []string
+	resp, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("a", `{"content":"hi","sleep_ms":60}`), Action: sdk.Create, Workdir: work},
+		func(m string) { progress = append(progress, m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "test-a")); string(b) != "hi" {
+		t.Fatalf("file = %q", b)
+	}
+	if len(progress) == 0 {
+		t.Fatal("no progress streamed from the plugin")
+	}
+	var out struct{ PID int }
+	_ = json.Unmarshal(resp.Outputs, &out)
+	if out.PID == os.Getpid() || !alive(out.PID) {
+		t.Fatalf("plugin pid %d: not a separate live process", out.PID)
+	}
+	h.Close()
+	for i := 0; i < 100 && alive(out.PID); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(out.PID) {
+		t.Fatalf("plugin process %d still runs after Close: orphaned", out.PID)
+	}
+}
+
+func TestPluginCrashIsNamed(t *testing.T) {
+	dir := buildTestPlugin(t)
+	h := newHost(dir)
+	defer h.Close()
+	ctx := context.Background()
+	p, err := h.Provider(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("boom", `{"crash":true}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a crashed plugin made the call hang")
+	}
+	if err == nil || !strings.Contains(err.Error(), `plugin "test" crashed or was killed`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMissingPlugin(t *testing.T) {
+	h := newHost(t.TempDir())
+	_, err := h.Provider(context.Background(), "libvirt")
+	var nf *NotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{`plugin "libvirt" is not installed`, "khw-plugin-libvirt", h.SearchPath[0], "make build"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestSearchPathOrder(t *testing.T) {
+	t.Setenv(PathEnv, "/a:/b")
+	t.Setenv("XDG_DATA_HOME", "/xdg")
+	got := DefaultSearchPath()
+	if len(got) != 4 || got[0] != "/a" || got[1] != "/b" || got[3] != "/xdg/khw/plugins" {
+		t.Fatalf("search path = %v", got)
+	}
+}
