@@ -76,17 +76,18 @@ func (d *plainDisplay) Close() {}
 // its elapsed time and latest progress message, and prints a line above
 // them as each one ends.
 type ttyDisplay struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // guards bars; never held while mpb renders
 	p    *mpb.Progress
 	bars map[string]*mpb.Bar
-	msgs map[string]string
+	// msgs holds each resource's latest progress line. mpb's render
+	// goroutine reads it from a decorator, so it has its own lock.
+	msgs sync.Map
 }
 
 func newTTYDisplay(w io.Writer) *ttyDisplay {
 	return &ttyDisplay{
-		p:    mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(120*time.Millisecond), mpb.WithWidth(1)),
+		p:    mpb.New(mpb.WithOutput(w), mpb.WithAutoRefresh(), mpb.WithRefreshRate(120*time.Millisecond), mpb.WithWidth(1)),
 		bars: map[string]*mpb.Bar{},
-		msgs: map[string]string{},
 	}
 }
 
@@ -102,16 +103,18 @@ func (d *ttyDisplay) Event(ev runtime.Event) {
 				decor.Name(addr+" "+doingVerbs[ev.Action], decor.WCSyncSpaceR),
 				decor.Elapsed(decor.ET_STYLE_GO, decor.WCSyncSpaceR),
 				decor.Any(func(decor.Statistics) string {
-					d.mu.Lock()
-					defer d.mu.Unlock()
-					return d.msgs[addr]
+					if m, ok := d.msgs.Load(addr); ok {
+						return m.(string)
+					}
+					return ""
 				}),
 			),
 			mpb.BarRemoveOnComplete(),
 		)
 	case runtime.EventProgress:
-		d.msgs[ev.Addr] = ev.Msg
+		d.msgs.Store(ev.Addr, ev.Msg)
 	default:
+		d.msgs.Delete(ev.Addr)
 		if b := d.bars[ev.Addr]; b != nil {
 			b.Abort(true)
 			delete(d.bars, ev.Addr)

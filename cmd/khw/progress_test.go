@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/khw-dev/khw/runtime"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// The terminal display is fed from many goroutines while mpb renders: it
+// must neither deadlock nor lose a finished line.
+func TestTTYDisplayUnderConcurrentEvents(t *testing.T) {
+	out := &syncBuf{}
+	d := newTTYDisplay(out)
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				addr := fmt.Sprintf("vm.n%d", i)
+				d.Event(runtime.Event{Kind: runtime.EventStart, Addr: addr, Action: runtime.Create})
+				for j := 0; j < 30; j++ {
+					d.Event(runtime.Event{Kind: runtime.EventProgress, Addr: addr, Action: runtime.Create, Msg: "waiting for ssh"})
+					time.Sleep(time.Millisecond)
+				}
+				d.Event(runtime.Event{Kind: runtime.EventDone, Addr: addr, Action: runtime.Create, Elapsed: time.Second})
+			}(i)
+		}
+		wg.Wait()
+		d.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the terminal display deadlocked")
+	}
+	for i := 0; i < 20; i++ {
+		if !strings.Contains(out.b.String(), fmt.Sprintf("✓ vm.n%d: created (1s)", i)) {
+			t.Fatalf("line for vm.n%d missing in %q", i, out.b.String()[:min(400, len(out.b.String()))])
+		}
+	}
+}
+
+func TestPlainDisplay(t *testing.T) {
+	var b strings.Builder
+	d := &plainDisplay{w: &b}
+	d.Event(runtime.Event{Kind: runtime.EventStart, Addr: "vm.m1", Action: runtime.Create})
+	d.Event(runtime.Event{Kind: runtime.EventProgress, Addr: "vm.m1", Msg: "booting", Elapsed: 1500 * time.Millisecond})
+	d.Event(runtime.Event{Kind: runtime.EventFailed, Addr: "vm.m1", Action: runtime.Create, Elapsed: 2 * time.Second})
+	d.Event(runtime.Event{Kind: runtime.EventSkipped, Addr: "node.copy.m1-certs", Action: runtime.Create})
+	want := "vm.m1: creating...\nvm.m1: booting [1.5s]\nvm.m1: create failed after 2s\nnode.copy.m1-certs: not created (an earlier step failed)\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s", b.String())
+	}
+	_ = io.Discard
+}
