@@ -3,12 +3,15 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"path"
 	"strings"
 
 	"go.starlark.net/starlark"
 
+	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -22,9 +25,24 @@ func Register(r *runtime.Registry) {
 			{Name: "files", Type: "list of files", Doc: "workdir files, e.g. [ca.cert, admin.kubeconfig.file]"},
 			{Name: "name", Type: "string", Doc: "resource name (address node.copy.NAME), e.g. m1-certs"},
 			{Name: "dest", Type: "string", Default: `"~"`, Doc: "directory on the node; ~ is the user's home"},
+			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to keep retrying while the node is unreachable (booting)"},
 		},
 		Example: `node.copy(m1, [ca.cert, ca.key], name = "m1-certs")`,
 	})
+	r.Add(&runtime.Builtin{Module: "node", Name: "host", Creates: "node.host", Fn: hostBuiltin,
+		Doc: "Declares a machine that khw does not create (a server, a VM made elsewhere) as a node " +
+			"that node.copy and node.run can reach over ssh with the workspace key.",
+		Args: []runtime.Arg{
+			{Name: "name", Type: "string", Doc: "node name (address node.host.NAME)"},
+			{Name: "ip", Type: "string", Doc: "address khw connects to"},
+			{Name: "ssh_key", Type: "ssh.key", Doc: "key pair authorized for user on the machine"},
+			{Name: "user", Type: "string", Default: `"root"`, Doc: "login user"},
+			{Name: "port", Type: "int", Default: "22", Doc: "ssh port"},
+		},
+		Example: `n1 = node.host("n1", ip = "10.200.1.13", ssh_key = key, user = "veeru")`,
+	})
+	r.AddType(runtime.TypeSpec{Type: "node.host", Doc: "a machine khw does not create", UpdateInPlace: true,
+		Handler: hostHandler{}})
 	r.Add(&runtime.Builtin{Module: "node", Name: "run", Creates: "node.run", Fn: runBuiltin,
 		Doc: "Declares a command run once on a node over ssh; its output is shown when it fails. " +
 			"It runs again when the command or anything it refers to changes.",
@@ -33,6 +51,7 @@ func Register(r *runtime.Registry) {
 			{Name: "command", Type: "string", Doc: "shell command"},
 			{Name: "name", Type: "string", Doc: "resource name (address node.run.NAME)"},
 			{Name: "after", Type: "list", Default: "[]", Doc: "resources that must be applied first"},
+			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to keep retrying while the node is unreachable (booting)"},
 		},
 		Example: `node.run(m1, "sudo mv ~/ca.pem /var/lib/kubernetes/", name = "m1-install", after = [copy])`,
 	})
@@ -40,22 +59,33 @@ func Register(r *runtime.Registry) {
 
 type target struct {
 	name, ip, user, key string
-	handle              *runtime.Handle
+	port                int
 }
 
 func nodeOf(b *starlark.Builtin, h *runtime.Handle) (*target, error) {
-	if h.Res.Type != "vm" {
-		return nil, runtime.Errorf(b, "node must be a vm, not %s", h.Res.Addr())
+	if h.Res.Type != "vm" && h.Res.Type != "node.host" {
+		return nil, runtime.Errorf(b, "node must be a vm or a node.host, not %s", h.Res.Addr())
 	}
 	ip, _ := h.Attr("ip")
 	user, _ := h.Attr("user")
 	key, _ := h.Attr("ssh_key")
+	port := 22
+	if p, _ := h.Attr("port"); p != nil {
+		port, _ = starlark.AsInt32(p)
+	}
 	return &target{name: h.Res.Name, ip: string(ip.(starlark.String)), user: string(user.(starlark.String)),
-		key: key.(*runtime.File).Path, handle: h}, nil
+		key: key.(*runtime.File).Path, port: port}, nil
 }
 
-func (t *target) inputs() map[string]any {
-	return map[string]any{"node": t.name, "host": t.ip, "port": 22, "user": t.user, "identity": t.key}
+func (t *target) inputs(timeout int) map[string]any {
+	return map[string]any{"node": t.name, "host": t.ip, "port": t.port, "user": t.user, "identity": t.key, "timeout_s": timeout}
+}
+
+func checkTimeout(b *starlark.Builtin, timeout int) error {
+	if timeout < 1 || timeout > 3600 {
+		return runtime.Errorf(b, "timeout %d must be from 1 to 3600 seconds", timeout)
+	}
+	return nil
 }
 
 func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -63,11 +93,15 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	var files *starlark.List
 	var name string
 	dest := "~"
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "node", &h, "files", &files, "name", &name, "dest?", &dest); err != nil {
+	timeout := 300
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "node", &h, "files", &files, "name", &name, "dest?", &dest, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
 	t, err := nodeOf(b, h)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTimeout(b, timeout); err != nil {
 		return nil, err
 	}
 	if files.Len() == 0 {
@@ -96,7 +130,7 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		list = append(list, map[string]any{"path": f.Path, "mode": mode})
 		names = append(names, base)
 	}
-	in := t.inputs()
+	in := t.inputs(timeout)
 	in["files"], in["dest"] = list, dest
 	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh", UpdateInPlace: true,
 		Inputs: in,
@@ -116,17 +150,21 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	var h *runtime.Handle
 	var command, name string
 	after := starlark.NewList(nil)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "node", &h, "command", &command, "name", &name, "after?", &after); err != nil {
+	timeout := 300
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "node", &h, "command", &command, "name", &name, "after?", &after, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
 	t, err := nodeOf(b, h)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTimeout(b, timeout); err != nil {
+		return nil, err
+	}
 	if strings.TrimSpace(command) == "" {
 		return nil, runtime.Errorf(b, "command is empty")
 	}
-	in := t.inputs()
+	in := t.inputs(timeout)
 	in["command"] = command
 	res := &runtime.Resource{Type: "node.run", Name: name, Provider: "ssh",
 		Inputs: in,
@@ -138,3 +176,54 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	return &runtime.Handle{Res: res}, nil
 }
+
+func hostBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name, ip string
+	var key *runtime.Handle
+	user, port := "root", 22
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "ip", &ip, "ssh_key", &key, "user?", &user, "port?", &port); err != nil {
+		return nil, err
+	}
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return nil, runtime.Errorf(b, "ip %q is not an IP address", ip)
+	}
+	if key.Res.Type != "ssh.key" {
+		return nil, runtime.Errorf(b, "ssh_key must be an ssh.key, not %s", key.Res.Addr())
+	}
+	if port < 1 || port > 65535 {
+		return nil, runtime.Errorf(b, "port %d is not a port number", port)
+	}
+	if user == "" {
+		return nil, runtime.Errorf(b, "user is empty")
+	}
+	res := &runtime.Resource{Type: "node.host", Name: name, UpdateInPlace: true,
+		Inputs: map[string]any{"host": ip, "user": user, "port": port},
+		Deps:   []string{key.Res.Addr()},
+		Show:   []runtime.Field{{Key: "at", Value: fmt.Sprintf("%s@%s:%d", user, ip, port)}},
+	}
+	if err := runtime.Declare(thread, res); err != nil {
+		return nil, err
+	}
+	priv, _ := key.Attr("private")
+	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+		"ip": starlark.String(ip), "user": starlark.String(user), "port": starlark.MakeInt(port), "ssh_key": priv,
+	}}, nil
+}
+
+// hostHandler serves node.host: the machine exists already; khw only
+// records how to reach it.
+type hostHandler struct{}
+
+func (hostHandler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	return &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}, nil
+}
+
+func (hostHandler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	return &sdk.PlanResponse{}, nil
+}
+
+func (hostHandler) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
+	return &sdk.ApplyResponse{Outputs: req.Resource.Config}, nil
+}
+
+func (hostHandler) Delete(context.Context, *sdk.DeleteRequest) error { return nil }

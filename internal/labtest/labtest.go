@@ -1,0 +1,152 @@
+// Package labtest helps integration tests build khw and its plugins and
+// run them inside network namespaces that the test makes and removes.
+// Nothing here touches the machine's own network: every address lives in a
+// namespace the test created.
+package labtest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RepoRoot is the repository's root directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds bin/khw and every plugin into one temporary directory
+// (khw finds plugins next to itself) and returns it.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "khw-labtest-bin")
+		if buildErr != nil {
+			return
+		}
+		root := RepoRoot()
+		targets := map[string]string{"khw": "./cmd/khw"}
+		ents, _ := os.ReadDir(filepath.Join(root, "plugins"))
+		for _, e := range ents {
+			if _, err := os.Stat(filepath.Join(root, "plugins", e.Name(), "main.go")); err == nil {
+				targets["khw-plugin-"+e.Name()] = "./plugins/" + e.Name()
+			}
+		}
+		for out, pkg := range targets {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, out), pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// RequireRoot skips a test that needs namespaces when not root (CI runs as
+// root, so there it always runs).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatal("iproute2 is not installed (make deps)")
+	}
+}
+
+// Rand returns a short random suffix for names.
+func Rand() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run runs a command and fails the test on error, returning stdout.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := Output(name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// Output runs a command and returns its combined output.
+func Output(name string, args ...string) (string, error) {
+	var b bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.String(), err
+}
+
+// Namespace is a network namespace the test owns.
+type Namespace struct {
+	Name string
+	t    testing.TB
+}
+
+// NewNamespace makes a namespace with lo up, removed when the test ends.
+func NewNamespace(t testing.TB, prefix string) *Namespace {
+	t.Helper()
+	ns := &Namespace{Name: prefix + "-" + Rand(), t: t}
+	Run(t, "ip", "netns", "add", ns.Name)
+	t.Cleanup(func() { _, _ = Output("ip", "netns", "del", ns.Name) })
+	ns.Run("ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Run runs a command inside the namespace and returns its output.
+func (ns *Namespace) Run(name string, args ...string) string {
+	ns.t.Helper()
+	return Run(ns.t, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Output runs a command inside the namespace.
+func (ns *Namespace) Output(name string, args ...string) (string, error) {
+	return Output("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Command is a command that will run inside the namespace.
+func (ns *Namespace) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Link joins two namespaces with a veth pair: aName in a with addrA (CIDR,
+// or "" for none), bName in b with addrB.
+func Link(t testing.TB, a *Namespace, aName, addrA string, b *Namespace, bName, addrB string) {
+	t.Helper()
+	tmp := "kv" + Rand()
+	Run(t, "ip", "link", "add", tmp, "type", "veth", "peer", "name", tmp+"p")
+	Run(t, "ip", "link", "set", tmp, "netns", a.Name, "name", aName)
+	Run(t, "ip", "link", "set", tmp+"p", "netns", b.Name, "name", bName)
+	for _, x := range []struct {
+		ns         *Namespace
+		name, addr string
+	}{{a, aName, addrA}, {b, bName, addrB}} {
+		if x.addr != "" {
+			x.ns.Run("ip", "addr", "add", x.addr, "dev", x.name)
+		}
+		x.ns.Run("ip", "link", "set", x.name, "up")
+	}
+}

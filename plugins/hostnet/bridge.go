@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+type bridge struct{}
+
+type bridgeConfig struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+type bridgeOutputs struct {
+	// CreatedLink and AddedAddress say what khw made, so that delete
+	// removes that and no more.
+	CreatedLink  bool `json:"created_link"`
+	AddedAddress bool `json:"added_address"`
+}
+
+func linkByName(name string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil, nil
+	}
+	return l, err
+}
+
+func hasAddr(l netlink.Link, a *netlink.Addr) (bool, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, err
+	}
+	for _, x := range addrs {
+		if x.IPNet.String() == a.IPNet.String() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (bridge) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	var c bridgeConfig
+	if err := req.Resource.Decode(&c); err != nil {
+		return nil, err
+	}
+	l, err := linkByName(c.Name)
+	if err != nil || l == nil {
+		return &sdk.ReadResponse{Exists: false}, err
+	}
+	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
+	addr, _ := netlink.ParseAddr(c.Address)
+	switch ok, err := hasAddr(l, addr); {
+	case err != nil:
+		return nil, err
+	case l.Type() != "bridge":
+		resp.Drift = fmt.Sprintf("%s is a %s, not a bridge", c.Name, l.Type())
+	case !ok:
+		resp.Drift = fmt.Sprintf("%s does not hold %s", c.Name, c.Address)
+	case l.Attrs().Flags&1 == 0: // net.FlagUp
+		resp.Drift = c.Name + " is down"
+	}
+	return resp, nil
+}
+
+func (bridge) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	return &sdk.PlanResponse{RequiresReplace: true}, nil
+}
+
+func (bridge) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
+	var c bridgeConfig
+	if err := req.Resource.Decode(&c); err != nil {
+		return nil, err
+	}
+	var out bridgeOutputs
+	if len(req.PriorOutputs) > 0 {
+		_ = json.Unmarshal(req.PriorOutputs, &out)
+	}
+	addr, err := netlink.ParseAddr(c.Address)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %v", c.Address, err)
+	}
+	l, err := linkByName(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		progress("adding bridge " + c.Name)
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name}}); err != nil {
+			return nil, fmt.Errorf("adding bridge %s: %v%s", c.Name, err, rootHint(err))
+		}
+		out.CreatedLink = true
+		if l, err = netlink.LinkByName(c.Name); err != nil {
+			return nil, err
+		}
+	} else if l.Type() != "bridge" {
+		return nil, fmt.Errorf("%s exists and is a %s, not a bridge: remove it or choose another name", c.Name, l.Type())
+	}
+	has, err := hasAddr(l, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			return nil, fmt.Errorf("adding %s to %s: %v%s", c.Address, c.Name, err, rootHint(err))
+		}
+		out.AddedAddress = true
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return nil, fmt.Errorf("setting %s up: %v", c.Name, err)
+	}
+	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: c.Name + " " + c.Address}, nil
+}
+
+func (bridge) Delete(_ context.Context, req *sdk.DeleteRequest) error {
+	var c bridgeConfig
+	if err := req.Resource.Decode(&c); err != nil {
+		return err
+	}
+	var out bridgeOutputs
+	_ = json.Unmarshal(req.PriorOutputs, &out)
+	l, err := linkByName(c.Name)
+	if err != nil || l == nil {
+		return err
+	}
+	if out.CreatedLink {
+		return netlink.LinkDel(l)
+	}
+	if out.AddedAddress {
+		addr, _ := netlink.ParseAddr(c.Address)
+		if has, _ := hasAddr(l, addr); has {
+			return netlink.AddrDel(l, addr)
+		}
+	}
+	return nil
+}
