@@ -63,7 +63,9 @@ func (e *ResourceError) Unwrap() error { return e.Err }
 // Apply runs every change of the plan: deletions first (dependents before
 // what they depend on), then creations and updates in dependency order,
 // independent ones in parallel. Each result is recorded in the state as it
-// lands. On the first failure nothing new starts; what is running finishes
+// lands. A failure skips what depends on the failed resource; independent
+// work goes on (one unreachable node does not stop the copies to the
+// others). Cancelling the context starts nothing new; what runs finishes
 // and is kept.
 func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 	var work []*Change
@@ -113,7 +115,6 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 	}
 	var mu sync.Mutex
 	var errs []error
-	stop := false
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	for i, c := range work {
@@ -131,7 +132,7 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 			case <-ctx.Done():
 			}
 			mu.Lock()
-			blocked := stop || ctx.Err() != nil
+			blocked := ctx.Err() != nil
 			for _, j := range waits[i] {
 				blocked = blocked || failed[j]
 			}
@@ -149,7 +150,7 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 			<-sem
 			if err != nil {
 				mu.Lock()
-				failed[i], stop = true, true
+				failed[i] = true
 				errs = append(errs, err)
 				mu.Unlock()
 			}

@@ -158,7 +158,10 @@ func TestFailureStopsDependentsKeepsTheRest(t *testing.T) {
 			t.Fatalf("%s applied after its dependency failed", addr)
 		}
 	}
-	// d is independent of a: whether it ran or not, a re-run finishes all.
+	// d is independent of a: it went ahead.
+	if e.store.Get("fake.thing.d") == nil {
+		t.Fatal("an independent resource was not applied after another failed")
+	}
 	delete(e.f.fail, "fake.thing.a")
 	if err := e.apply(e.plan(chain)); err != nil {
 		t.Fatal(err)

@@ -87,8 +87,8 @@ func nginx(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	var upIPs []any
 	for i := 0; i < ups.Len(); i++ {
 		h, ok := ups.Index(i).(*runtime.Handle)
-		if !ok || h.Res.Type != "vm" {
-			return nil, runtime.Errorf(b, "upstreams[%d] must be a vm, not %s", i, ups.Index(i).Type())
+		if !ok || (h.Res.Type != "vm" && h.Res.Type != "node.host") {
+			return nil, runtime.Errorf(b, "upstreams[%d] must be a node (vm or node.host), not %s", i, ups.Index(i).Type())
 		}
 		v, _ := h.Attr("ip")
 		ip := string(v.(starlark.String))
