@@ -8,7 +8,7 @@ PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test lint bench tools deps check clean
+.PHONY: all build plugins test lint bench tools deps check clean guest-image lab lab-down e2e
 
 all: build
 
@@ -35,6 +35,18 @@ tools: ## the Go tools tests and lint use
 
 deps: ## the machine's packages (Debian/Ubuntu, as root)
 	bash scripts/install-deps.sh
+
+guest-image: ## the lab's Debian guest image, cached in /var/lib/khw/images (root)
+	bash scripts/guest-image.sh
+
+lab: ## the post's lab in a network namespace: build, image, daemons, khw run (root)
+	bash scripts/lab.sh up
+
+lab-down: ## khw destroy and remove the lab
+	bash scripts/lab.sh down
+
+e2e: deps build ## the whole lab, checked, then destroyed (root, ~10 min)
+	KHW_E2E=1 $(GO) test -count=1 -timeout 60m -v ./tests/lab/
 
 check: deps tools lint test ## everything CI does, from a fresh machine
 
