@@ -396,5 +396,6 @@ func sdkResource(r *Resource) sdk.Resource {
 }
 
 func stateResource(s *ResourceState) sdk.Resource {
-	return sdk.Resource{Type: s.Type, Name: s.Name, Address: s.Addr(), Config: mustJSON(s.Inputs), Pos: s.Pos}
+	r := &Resource{Type: s.Type, Name: s.Name, Inputs: s.Inputs, Settings: s.Settings}
+	return sdk.Resource{Type: s.Type, Name: s.Name, Address: s.Addr(), Config: r.ConfigJSON(), Pos: s.Pos}
 }

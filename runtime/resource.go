@@ -34,6 +34,10 @@ type Resource struct {
 	// Inputs are the resource's configuration. They are JSON values and
 	// never hold a secret: keys are made at apply time.
 	Inputs map[string]any
+	// Settings travel to the provider with the inputs but are not part of
+	// the resource's identity: changing one (a retry timeout) redoes
+	// nothing.
+	Settings map[string]any
 	// Deps are the addresses of the resources this one refers to.
 	Deps []string
 	// Pos is the recipe position of the call that declared it; From is the
@@ -62,20 +66,36 @@ func (r *Resource) Where() string {
 	return w
 }
 
-// ConfigJSON is the inputs as the JSON object sent to providers.
+// ConfigJSON is the inputs and settings as the JSON object sent to
+// providers.
 func (r *Resource) ConfigJSON() json.RawMessage {
-	b, err := json.Marshal(r.Inputs)
+	all := r.Inputs
+	if len(r.Settings) > 0 {
+		all = make(map[string]any, len(r.Inputs)+len(r.Settings))
+		for k, v := range r.Inputs {
+			all[k] = v
+		}
+		for k, v := range r.Settings {
+			all[k] = v
+		}
+	}
+	b, err := json.Marshal(all)
 	if err != nil {
 		panic(fmt.Sprintf("%s: inputs are not JSON: %v", r.Addr(), err))
 	}
 	return b
 }
 
-// Hash identifies the resource's configuration: provider, type and inputs.
+// Hash identifies the resource's configuration: provider, type and inputs
+// (not settings).
 func (r *Resource) Hash() string {
+	b, err := json.Marshal(r.Inputs)
+	if err != nil {
+		panic(fmt.Sprintf("%s: inputs are not JSON: %v", r.Addr(), err))
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", r.Provider, r.Type)
-	h.Write(r.ConfigJSON())
+	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -26,6 +26,8 @@ type ResourceState struct {
 	Pos      string         `json:"pos,omitempty"`
 	Hash     string         `json:"hash"`
 	Inputs   map[string]any `json:"inputs"`
+	// Settings are sent to the provider but are not part of the identity.
+	Settings map[string]any `json:"settings,omitempty"`
 	// Outputs are what the provider reported: file names, fingerprints, MACs.
 	// Never a secret.
 	Outputs json.RawMessage `json:"outputs,omitempty"`

@@ -77,8 +77,8 @@ func nodeOf(b *starlark.Builtin, h *runtime.Handle) (*target, error) {
 		key: key.(*runtime.File).Path, port: port}, nil
 }
 
-func (t *target) inputs(timeout int) map[string]any {
-	return map[string]any{"node": t.name, "host": t.ip, "port": t.port, "user": t.user, "identity": t.key, "timeout_s": timeout}
+func (t *target) inputs() map[string]any {
+	return map[string]any{"node": t.name, "host": t.ip, "port": t.port, "user": t.user, "identity": t.key}
 }
 
 func checkTimeout(b *starlark.Builtin, timeout int) error {
@@ -130,10 +130,10 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		list = append(list, map[string]any{"path": f.Path, "mode": mode})
 		names = append(names, base)
 	}
-	in := t.inputs(timeout)
+	in := t.inputs()
 	in["files"], in["dest"] = list, dest
 	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh", UpdateInPlace: true,
-		Inputs: in,
+		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
 		Deps:   runtime.Refs(h, files),
 		Show: []runtime.Field{
 			{Key: "to", Value: fmt.Sprintf("%s@%s:%s", t.user, t.name, dest)},
@@ -164,10 +164,10 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if strings.TrimSpace(command) == "" {
 		return nil, runtime.Errorf(b, "command is empty")
 	}
-	in := t.inputs(timeout)
+	in := t.inputs()
 	in["command"] = command
 	res := &runtime.Resource{Type: "node.run", Name: name, Provider: "ssh",
-		Inputs: in,
+		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
 		Deps:   runtime.Refs(h, after),
 		Show:   []runtime.Field{{Key: "on", Value: t.name}, {Key: "command", Value: command}},
 	}
