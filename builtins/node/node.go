@@ -134,7 +134,7 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	in["files"], in["dest"] = list, dest
 	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh", UpdateInPlace: true,
 		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
-		Deps:   runtime.Refs(h, files),
+		Deps: runtime.Refs(h, files),
 		Show: []runtime.Field{
 			{Key: "to", Value: fmt.Sprintf("%s@%s:%s", t.user, t.name, dest)},
 			{Key: "files", Value: strings.Join(names, " ")},
@@ -168,8 +168,8 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	in["command"] = command
 	res := &runtime.Resource{Type: "node.run", Name: name, Provider: "ssh",
 		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
-		Deps:   runtime.Refs(h, after),
-		Show:   []runtime.Field{{Key: "on", Value: t.name}, {Key: "command", Value: command}},
+		Deps: runtime.Refs(h, after),
+		Show: []runtime.Field{{Key: "on", Value: t.name}, {Key: "command", Value: command}},
 	}
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
