@@ -41,6 +41,42 @@ func timeIt(rounds int, setup func() (*exec.Cmd, func())) ([]time.Duration, erro
 	return out, nil
 }
 
+// copyRow runs the 20-node copy benchmark (tests/nodes, real sshd nodes in
+// network namespaces; needs root) and returns its table rows.
+func copyRow(mark func(bool) string) string {
+	if os.Geteuid() != 0 {
+		return "| copy to 20 sshd nodes | not run: needs root for network namespaces | | |\n"
+	}
+	out, err := exec.Command("go", "test", "-run", "XXX", "-bench", "CopyControllerSetTo20Nodes", "-benchtime", "3x", "./tests/nodes/").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("| copy to 20 sshd nodes | failed: %v | | |\n", err)
+	}
+	var khwMS, loopMS, speedup float64
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "BenchmarkCopyControllerSetTo20Nodes") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 1; i < len(f); i++ {
+			var v float64
+			if _, err := fmt.Sscan(f[i-1], &v); err != nil {
+				continue
+			}
+			switch f[i] {
+			case "khw-ms":
+				khwMS = v
+			case "loop-ms":
+				loopMS = v
+			case "speedup":
+				speedup = v
+			}
+		}
+	}
+	return fmt.Sprintf("| post's loop: scp of the controller file set to 20 sshd nodes, one after another | %.0fms | | |\n", loopMS) +
+		fmt.Sprintf("| `khw run --target node.copy` of the same (all nodes at once) | %.0fms | | |\n", khwMS) +
+		fmt.Sprintf("| copy speed-up, loop ÷ khw | %.1f× | ≥ 5× | %s |\n", speedup, mark(speedup >= 5))
+}
+
 func parallelKeys(n, workers int) time.Duration {
 	start := time.Now()
 	jobs := make(chan int, n)
@@ -153,6 +189,7 @@ func main() {
 	fmt.Fprintf(&b, "| reference: the same %d keys in a bare Go program on %d goroutines | %v | | |\n", keys, cores, median(bare).Round(time.Millisecond))
 	fmt.Fprintf(&b, "| khw ÷ floor | %.2f× | ≤ 1.5× | %s |\n", vsFloor, mark(vsFloor <= 1.5))
 	fmt.Fprintf(&b, "| `khw plan` of the whole post, fresh workdir | %v | | |\n", median(noop).Round(time.Millisecond))
+	fmt.Fprint(&b, copyRow(mark))
 	fmt.Fprintf(&b, "\nRaw runs: post %v; khw %v.\n", post, k)
 	fmt.Fprintf(&b, "\nEvery key is its own resource (pki.key.NAME) with no dependency, so all %d keys are generated at once on %d cores while certificates wait only for their own key and the CA. RSA key generation time varies widely from key to key (a random prime search), so single runs scatter; the table gives medians.\n", keys, cores)
 	fmt.Print(b.String())

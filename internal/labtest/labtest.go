@@ -35,7 +35,8 @@ var (
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "khw-labtest-bin")
+		removeStale()
+		binDir, buildErr = os.MkdirTemp("", fmt.Sprintf("khw-labtest-bin-%d-", os.Getpid()))
 		if buildErr != nil {
 			return
 		}
@@ -60,6 +61,21 @@ func Binaries(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// removeStale deletes the binaries of test processes that have ended: a
+// package's tests share one build and cannot know which test is last.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "khw-labtest-bin-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "khw-labtest-bin-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // RequireRoot skips a test that needs namespaces when not root (CI runs as

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// These tests need neither root nor a network.
+
+func newKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestRemoteDir(t *testing.T) {
+	for dest, want := range map[string]string{
+		"~": "/home/veeru", "~/": "/home/veeru", "~/certs": "/home/veeru/certs", "~/a/../b": "/home/veeru/b",
+		"certs": "/home/veeru/certs", "/etc/kubernetes/": "/etc/kubernetes",
+	} {
+		if got := remoteDir(dest, "/home/veeru"); got != want {
+			t.Errorf("remoteDir(%q) = %q, want %q", dest, got, want)
+		}
+	}
+}
+
+func TestDigest(t *testing.T) {
+	a := digest(map[string]string{"ca.pem": "11", "ca-key.pem": "22"})
+	if b := digest(map[string]string{"ca-key.pem": "22", "ca.pem": "11"}); a != b {
+		t.Error("digest depends on map order")
+	}
+	if b := digest(map[string]string{"ca.pem": "11", "ca-key.pem": "23"}); a == b {
+		t.Error("digest does not change with content")
+	}
+}
+
+func TestDecodeCopy(t *testing.T) {
+	dec := func(cfg map[string]any) (*copyConfig, []copyFile, error) {
+		r := resource("node.copy", "x", cfg)
+		return decodeCopy(&r, "/work")
+	}
+	base := func() map[string]any {
+		return map[string]any{"node": "m1", "host": "10.200.1.10", "user": "veeru", "identity": "id_ed25519",
+			"files": []any{map[string]any{"path": "pki/ca.pem", "mode": "0644"}, map[string]any{"path": "ca-key.pem", "mode": "0600"}}}
+	}
+	c, files, err := dec(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 22 || c.TimeoutS != 300 || c.Dest != "~" || c.addr() != "10.200.1.10:22" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if files[0] != (copyFile{name: "ca.pem", local: "/work/pki/ca.pem", mode: 0o644}) || files[1].mode != 0o600 {
+		t.Errorf("files: %+v", files)
+	}
+	for what, change := range map[string]func(map[string]any){
+		"node is empty":     func(m map[string]any) { delete(m, "node") },
+		"user is empty":     func(m map[string]any) { m["user"] = "" },
+		"identity is empty": func(m map[string]any) { delete(m, "identity") },
+		"timeout_s 5000":    func(m map[string]any) { m["timeout_s"] = 5000 },
+		"port 70000":        func(m map[string]any) { m["port"] = 70000 },
+		"files is empty":    func(m map[string]any) { m["files"] = []any{} },
+		"lists ca.pem twice": func(m map[string]any) {
+			m["files"] = []any{map[string]any{"path": "a/ca.pem"}, map[string]any{"path": "b/ca.pem"}}
+		},
+		`mode "rw"`:              func(m map[string]any) { m["files"] = []any{map[string]any{"path": "ca.pem", "mode": "rw"}} },
+		"bad configuration":      func(m map[string]any) { m["port"] = "twenty-two" },
+		"is not a directory":     func(m map[string]any) { m["dest"] = "a\nb" },
+		"host \"a b\" is not an": func(m map[string]any) { m["host"] = "a b" },
+	} {
+		m := base()
+		change(m)
+		if _, _, err := dec(m); err == nil || !strings.Contains(err.Error(), what) || !strings.Contains(err.Error(), "node.copy.x") {
+			t.Errorf("%s: err = %v", what, err)
+		}
+	}
+}
+
+func TestDecodeRun(t *testing.T) {
+	r := resource("node.run", "x", map[string]any{"node": "m1", "host": "10.200.1.10", "user": "u", "identity": "k", "command": "  "})
+	if _, err := decodeRun(&r); err == nil || !strings.Contains(err.Error(), "command is empty") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestTail(t *testing.T) {
+	var tl tail
+	out, errw := tl.stream(0), tl.stream(1)
+	fmt.Fprint(errw, "warning: early\nfatal: the reason\n")
+	for i := 1; i <= 5000; i++ {
+		fmt.Fprintf(out, "line %d\r\n", i)
+	}
+	fmt.Fprint(out, "no newline at the end")
+	got := tl.String()
+	lines := strings.Split(got, "\n")
+	want := []string{"last 40 lines of its output:", "line 4962", "line 5000", "no newline at the end",
+		"and the last lines of its stderr, which arrived earlier:", "warning: early", "fatal: the reason"}
+	if len(lines) != 44 || lines[0] != want[0] || lines[1] != want[1] || lines[39] != want[2] || lines[40] != want[3] ||
+		lines[41] != want[4] || lines[42] != want[5] || lines[43] != want[6] {
+		t.Errorf("tail:\n%s", got)
+	}
+	if len(tl.all) > tailLines {
+		t.Errorf("tail keeps %d lines", len(tl.all))
+	}
+
+	// stderr inside the window is not repeated; a long line is cut.
+	var t2 tail
+	fmt.Fprint(t2.stream(0), "a\n")
+	fmt.Fprint(t2.stream(1), "b\n"+strings.Repeat("x", 3*maxLineBytes))
+	if got := t2.String(); got != "last 3 lines of its output:\na\nb\n"+strings.Repeat("x", maxLineBytes) {
+		t.Errorf("tail: %q", got)
+	}
+	var t3 tail
+	if t3.String() != "" {
+		t.Error("no output is not empty")
+	}
+}
+
+func TestSignerErrors(t *testing.T) {
+	dir := t.TempDir()
+	tg := &target{Node: "m1", Identity: "id"}
+	if _, err := signer(tg, dir); err == nil || !strings.Contains(err.Error(), "reading identity") {
+		t.Errorf("missing identity: %v", err)
+	}
+	secret := "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXNlY3JldC1zZWNyZXQ=\n-----END OPENSSH PRIVATE KEY-----\n"
+	os.WriteFile(filepath.Join(dir, "id"), []byte(secret), 0o600)
+	_, err := signer(tg, dir)
+	if err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Errorf("a broken key: %v", err)
+	}
+}
+
+func TestKnownHostsTrustOnFirstUse(t *testing.T) {
+	dir := t.TempDir()
+	tg := &target{Node: "m1", Host: "10.200.1.10", Port: 22}
+	v, err := newVerifier(tg, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := newKey(t), newKey(t)
+	remote := &net.TCPAddr{IP: net.ParseIP("10.200.1.10"), Port: 22}
+	if err := v.check(remote, k1); err != nil {
+		t.Fatalf("first contact: %v", err)
+	}
+	kh := filepath.Join(dir, "known_hosts")
+	b, _ := os.ReadFile(kh)
+	if want := "10.200.1.10 " + authorizedKey(k1) + "\n"; string(b) != want {
+		t.Errorf("known_hosts = %q, want %q", b, want)
+	}
+	if st, _ := os.Stat(kh); st.Mode().Perm() != 0o600 {
+		t.Errorf("known_hosts mode %v", st.Mode())
+	}
+	if err := v.check(remote, k1); err != nil {
+		t.Errorf("second contact: %v", err)
+	}
+	err = v.check(remote, k2)
+	var hk *hostKeyError
+	if !errors.As(err, &hk) {
+		t.Fatalf("changed key: %v", err)
+	}
+	for _, want := range []string{"node m1 (10.200.1.10:22)", kh, "remove line 1", "rebuilt", ssh.FingerprintSHA256(k2), ssh.FingerprintSHA256(k1)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q: %v", want, err)
+		}
+	}
+	if algos := v.algorithms(); algos[0] != ssh.KeyAlgoED25519 {
+		t.Errorf("algorithms %v", algos)
+	}
+
+	// Another port is another host, written as OpenSSH does.
+	v2, _ := newVerifier(&target{Node: "m2", Host: "10.200.1.10", Port: 2222}, dir, nil)
+	if err := v2.check(nil, k2); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(kh)
+	if !strings.Contains(string(b), "\n[10.200.1.10]:2222 "+authorizedKey(k2)+"\n") {
+		t.Errorf("known_hosts = %q", b)
+	}
+}
+
+func TestKnownHostsConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	keys := make([]ssh.PublicKey, 40)
+	for i := range keys {
+		keys[i] = newKey(t)
+	}
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, _ := newVerifier(&target{Node: fmt.Sprint("n", i), Host: fmt.Sprintf("10.200.2.%d", i), Port: 22}, dir, nil)
+			// Twice: the second must find the first.
+			for j := 0; j < 2; j++ {
+				if err := v.check(nil, keys[i]); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(filepath.Join(dir, "known_hosts"))
+	if n := strings.Count(string(b), "\n"); n != len(keys) {
+		t.Errorf("%d lines, want %d:\n%s", n, len(keys), b)
+	}
+}
+
+func TestPinnedKey(t *testing.T) {
+	dir := t.TempDir()
+	k1, k2 := newKey(t), newKey(t)
+	tg := &target{Node: "m1", Host: "10.200.1.10", Port: 22}
+	deps := map[string]json.RawMessage{
+		"vm.m1":              sdk.Outputs(map[string]any{"host_key": authorizedKey(k1)}),
+		"node.copy.m2-certs": sdk.Outputs(map[string]any{"host_key": authorizedKey(k2)}),
+		"pki.cert.ca":        sdk.Outputs(map[string]any{"path": "ca.pem"}),
+	}
+	v, err := newVerifier(tg, dir, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.pinned == nil || !sameKey(v.pinned, k1) || v.pinnedFrom != "vm.m1" {
+		t.Fatalf("pinned %v from %q", v.pinned, v.pinnedFrom)
+	}
+	if err := v.check(nil, k2); err == nil || !strings.Contains(err.Error(), "vm.m1 reports") {
+		t.Errorf("other key: %v", err)
+	}
+	if err := v.check(nil, k1); err != nil {
+		t.Errorf("pinned key: %v", err)
+	}
+	// The pinned key is recorded for Read and Delete, which see no deps.
+	v2, _ := newVerifier(tg, dir, nil)
+	if err := v2.check(nil, k1); err != nil {
+		t.Errorf("after pinning: %v", err)
+	}
+
+	// A VM provider may report the address as "ip" under another name.
+	v3, err := newVerifier(tg, dir, map[string]json.RawMessage{"vm.controller-1": sdk.Outputs(map[string]any{"ip": "10.200.1.10", "host_key": authorizedKey(k2)})})
+	if err != nil || v3.pinned == nil || !sameKey(v3.pinned, k2) {
+		t.Errorf("pinned by ip: %v %v", v3.pinned, err)
+	}
+	if _, err := newVerifier(tg, dir, map[string]json.RawMessage{"vm.m1": sdk.Outputs(map[string]any{"host_key": "not a key"})}); err == nil {
+		t.Error("a bad host_key was accepted")
+	}
+	if _, err := newVerifier(tg, dir, map[string]json.RawMessage{
+		"vm.m1":        sdk.Outputs(map[string]any{"host_key": authorizedKey(k1)}),
+		"node.host.m1": sdk.Outputs(map[string]any{"host_key": authorizedKey(k2)}),
+	}); err == nil || !strings.Contains(err.Error(), "different host keys") {
+		t.Errorf("conflicting host keys: %v", err)
+	}
+}
