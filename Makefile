@@ -48,7 +48,7 @@ lab-down: ## khw destroy and remove the lab
 e2e: deps build ## the whole lab, checked, then destroyed (root, ~10 min)
 	KHW_E2E=1 $(GO) test -count=1 -timeout 60m -v ./tests/lab/
 
-check: deps tools lint test ## everything CI does, from a fresh machine
+check: deps tools lint test e2e ## everything CI does, from a fresh machine
 
 clean:
 	rm -rf bin

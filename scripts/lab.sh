@@ -40,8 +40,8 @@ khw_in_lab() { # khw subcommand [flags...]
 start_daemons() {
   mkdir -p "$RUN" /var/log/libvirt /run/libvirt
   if ! [ -f "$RUN/libvirtd.pid" ] || ! kill -0 "$(cat "$RUN/libvirtd.pid")" 2>/dev/null; then
-    if pgrep -x libvirtd >/dev/null; then
-      echo "lab: a libvirtd already runs outside the lab; stop it first (the lab's libvirtd must live in $NS)" >&2
+    if virsh -c qemu:///system version >/dev/null 2>&1; then
+      echo "lab: a libvirtd already serves /run/libvirt outside the lab; stop it first (the lab's libvirtd must live in $NS)" >&2
       exit 1
     fi
     if [ -e /etc/libvirt/qemu/networks/autostart/default.xml ]; then
@@ -107,10 +107,15 @@ down() {
   say "lab removed"
 }
 
-case ${1:-} in
-  up) shift; up "$@" ;;
-  down) down ;;
-  exec) shift; in_ns "$@" ;;
-  khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
-esac
+# Everything runs from main, called on the last line: bash has then read
+# the whole script, so editing it while a lab runs cannot derail that run.
+main() {
+  case ${1:-} in
+    up) shift; up "$@" ;;
+    down) down ;;
+    exec) shift; in_ns "$@" ;;
+    khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
+  esac
+}
+main "$@"; exit $?

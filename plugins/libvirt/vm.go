@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	libvirt "github.com/digitalocean/go-libvirt"
@@ -18,7 +19,29 @@ import (
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-type vmHandler struct{ conns *conns }
+type vmHandler struct {
+	conns *conns
+	// pools serializes storage work on one pool: libvirt refuses a volume
+	// operation while another one's job runs on the same pool.
+	poolsMu sync.Mutex
+	pools   map[string]*sync.Mutex
+}
+
+func (h *vmHandler) poolLock(c *vmConfig) func() {
+	h.poolsMu.Lock()
+	if h.pools == nil {
+		h.pools = map[string]*sync.Mutex{}
+	}
+	key := c.Options.URI + " " + c.Options.Pool
+	m := h.pools[key]
+	if m == nil {
+		m = &sync.Mutex{}
+		h.pools[key] = m
+	}
+	h.poolsMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
 
 // vmOutputs is what khw records of a VM. HostKey is the public host key
 // the guest was given; the ssh provider pins it.
@@ -130,7 +153,7 @@ func ensurePool(l *libvirt.Libvirt, name, path string) (libvirt.StoragePool, err
 			return p, fmt.Errorf("starting storage pool %s: %v", name, err)
 		}
 	}
-	return p, l.StoragePoolRefresh(p, 0)
+	return p, nil
 }
 
 func deleteVol(l *libvirt.Libvirt, pool libvirt.StoragePool, name string) error {
@@ -194,6 +217,12 @@ func (h *vmHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 	if err != nil {
 		return nil, err
 	}
+	unlock := h.poolLock(c)
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
 	// Whatever is there under this name from an earlier run (replaced, or
 	// left by a run that was killed) goes first.
 	if err := remove(l, c); err != nil {
@@ -238,6 +267,8 @@ func (h *vmHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 			return nil, fmt.Errorf("uploading the seed: %v", err)
 		}
 	}
+	unlock()
+	unlock = nil
 	if xml, err = domainXML(c); err != nil {
 		return nil, err
 	}
@@ -298,5 +329,6 @@ func (h *vmHandler) Delete(_ context.Context, req *sdk.DeleteRequest) error {
 	if err != nil {
 		return err
 	}
+	defer h.poolLock(c)()
 	return remove(l, c)
 }

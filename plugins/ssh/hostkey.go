@@ -100,7 +100,7 @@ func (v *verifier) callback(_ string, remote net.Addr, key ssh.PublicKey) error 
 func (v *verifier) check(remote net.Addr, key ssh.PublicKey) error {
 	if v.pinned != nil {
 		if sameKey(v.pinned, key) {
-			v.recordIfUnknown(remote, key)
+			v.recordPinned(remote, key)
 			return nil
 		}
 		return &hostKeyError{fmt.Sprintf("node %s (%s) presents host key %s %s, but %s reports %s %s; "+
@@ -136,10 +136,12 @@ func (v *verifier) check(remote net.Addr, key ssh.PublicKey) error {
 	}
 }
 
-// recordIfUnknown records a pinned key in known_hosts when the node is not
-// there yet, so that Read and Delete, which see no dependencies, find it.
-// It is best effort: the pinned key was checked already.
-func (v *verifier) recordIfUnknown(remote net.Addr, key ssh.PublicKey) {
+// recordPinned makes known_hosts agree with a pinned key, so that Read and
+// Delete, which see no dependencies, accept the node: it adds the key when
+// the node is not there yet, and replaces the node's old line when the
+// node was rebuilt (the dependency that pins the key made the node, so its
+// key is the authority). It is best effort: the pinned key was checked.
+func (v *verifier) recordPinned(remote net.Addr, key ssh.PublicKey) {
 	if remote == nil {
 		remote = &net.TCPAddr{}
 	}
@@ -150,9 +152,40 @@ func (v *verifier) recordIfUnknown(remote net.Addr, key ssh.PublicKey) {
 		return
 	}
 	var ke *knownhosts.KeyError
-	if err := cb(v.addr, remote, key); errors.As(err, &ke) && len(ke.Want) == 0 {
+	if err := cb(v.addr, remote, key); errors.As(err, &ke) {
+		if len(ke.Want) > 0 {
+			_ = v.forget()
+		}
 		_ = v.record(key)
 	}
+}
+
+// forget removes the node's lines from known_hosts, atomically. Call with
+// knownHostsMu held.
+func (v *verifier) forget() error {
+	b, err := os.ReadFile(v.knownHosts)
+	if err != nil {
+		return err
+	}
+	host := knownhosts.Normalize(v.addr)
+	var keep []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		fields := strings.Fields(line)
+		drop := false
+		if len(fields) > 1 && !strings.HasPrefix(fields[0], "@") {
+			for _, h := range strings.Split(fields[0], ",") {
+				drop = drop || h == host
+			}
+		}
+		if !drop {
+			keep = append(keep, line)
+		}
+	}
+	tmp := v.knownHosts + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, v.knownHosts)
 }
 
 // load reads known_hosts; a missing file is an empty one. Call with
