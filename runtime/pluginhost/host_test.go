@@ -132,3 +132,26 @@ func TestSearchPathOrder(t *testing.T) {
 		t.Fatalf("search path = %v", got)
 	}
 }
+
+// A plugin can be launched through a command prefix (sudo -n -E for host
+// networking); here `env` stands in for sudo and sets a marker only the
+// prefix could have set.
+func TestPluginLaunchedThroughAPrefix(t *testing.T) {
+	dir := buildTestPlugin(t)
+	t.Setenv(PrefixEnv+"TEST", "env KHW_TEST_MARK=via-prefix")
+	h := newHost(dir)
+	defer h.Close()
+	p, err := h.Provider(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: resource("p", `{"content":"x"}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Mark string }
+	_ = json.Unmarshal(resp.Outputs, &out)
+	if out.Mark != "via-prefix" {
+		t.Fatalf("the plugin did not run through the prefix: mark %q", out.Mark)
+	}
+}

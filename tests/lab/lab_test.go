@@ -186,6 +186,26 @@ func TestThePostsLab(t *testing.T) {
 		checkNode(t, node)
 	}
 
+	// The whole recipe, untargeted: while the docker plugin is missing, the
+	// load balancer and its Docker network are the only steps reported.
+	if targets() != nil {
+		out, err := lab(t, "khw", "run")
+		if err == nil {
+			t.Fatal("the full recipe succeeded without the docker plugin")
+		}
+		var failed []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, " failed after ") || strings.Contains(line, "(an earlier step failed)") {
+				failed = append(failed, strings.Fields(line)[0])
+			}
+		}
+		sort.Strings(failed)
+		if strings.Join(failed, " ") != "docker.network.br0: lb.nginx.proxy:" ||
+			!strings.Contains(out, `plugin "docker" is not installed`) {
+			t.Fatalf("steps reported missing: %v\n%s", failed, tail(out, 20))
+		}
+	}
+
 	// Re-run on the live lab: nothing to do.
 	out, err = lab(t, append([]string{"khw", "run"}, targets()...)...)
 	if err != nil || !strings.Contains(out, "No changes.") {
@@ -232,6 +252,18 @@ func TestThePostsLab(t *testing.T) {
 		if strings.Contains(o, bad) || (args == "ip -br link" && strings.Contains(o, "br0")) {
 			t.Errorf("after destroy, %s still shows %q:\n%s", args, bad, o)
 		}
+	}
+	if o, _ := lab(t, "exec", "virsh", "vol-list", "khw"); strings.Contains(o, "seed.iso") {
+		t.Errorf("a seed ISO is left:\n%s", o)
+	}
+	if out, err := lab(t, "down"); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, out)
+	}
+	if o, _ := labtest.Output("ip", "netns", "list"); strings.Contains(o, "khw-lab") || strings.Contains(o, "khw-wan") {
+		t.Errorf("namespaces left after lab down:\n%s", o)
+	}
+	if o, _ := labtest.Output("pgrep", "-a", "qemu-system"); strings.TrimSpace(o) != "" {
+		t.Errorf("qemu still runs after lab down:\n%s", o)
 	}
 }
 

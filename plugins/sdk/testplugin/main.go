@@ -60,7 +60,9 @@ func (t fileType) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk
 	if err := os.WriteFile(t.path(req.Resource, req.Workdir), []byte(c.Content), 0o644); err != nil {
 		return nil, err
 	}
-	return &sdk.ApplyResponse{Outputs: sdk.Outputs(map[string]any{"pid": os.Getpid()})}, nil
+	// mark shows whether the plugin was launched through a command prefix
+	// that set it (KHW_PLUGIN_PREFIX_TEST="env KHW_TEST_MARK=...").
+	return &sdk.ApplyResponse{Outputs: sdk.Outputs(map[string]any{"pid": os.Getpid(), "mark": os.Getenv("KHW_TEST_MARK")})}, nil
 }
 
 func (t fileType) Delete(_ context.Context, req *sdk.DeleteRequest) error {
