@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,24 +11,12 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-func freshKey(t *testing.T) ssh.PublicKey {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // A VM that khw rebuilt reports a new host key: the pinned key replaces the
 // node's old known_hosts line, so that Read and Delete (which see no
 // dependencies) accept the node afterwards. Other lines stay.
 func TestPinnedKeyReplacesTheRebuiltNodesLine(t *testing.T) {
 	work := t.TempDir()
-	old, fresh, other := freshKey(t), freshKey(t), freshKey(t)
+	old, fresh, other := newKey(t), newKey(t), newKey(t)
 	kh := filepath.Join(work, knownHostsFile)
 	otherLine := knownhosts.Line([]string{"10.200.1.13"}, other)
 	if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{"10.200.1.11"}, old)+"\n"+otherLine+"\n"), 0o600); err != nil {
