@@ -222,6 +222,20 @@ func current(thread *starlark.Thread) *evaluation {
 	return ev
 }
 
+// Reserved handle attributes: every handle answers them itself.
+var reserved = []string{"address", "name"}
+
+// NewHandle returns the handle of a declared resource. A builtin may not
+// shadow the attributes every handle has.
+func NewHandle(r *Resource, attrs starlark.StringDict) *Handle {
+	for _, k := range reserved {
+		if _, clash := attrs[k]; clash {
+			panic(fmt.Sprintf("runtime: %s handle sets reserved attribute %q", r.Type, k))
+		}
+	}
+	return &Handle{Res: r, Attrs: attrs}
+}
+
 // Declare records a resource declared by the builtin that thread is
 // running, at the recipe position of its call.
 func Declare(thread *starlark.Thread, r *Resource) error {

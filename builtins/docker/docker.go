@@ -41,7 +41,7 @@ func network(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil || r.Bits() < subnet.Bits() || !subnet.Contains(r.Addr()) {
 		return nil, runtime.Errorf(b, "ip_range %q must be a network inside %s", ipRange, subnet)
 	}
-	gw, _ := br.Attr("address")
+	gw, _ := br.Attr("ip")
 	res := &runtime.Resource{Type: "docker.network", Name: br.Res.Name, Provider: "docker",
 		Inputs: map[string]any{"name": br.Res.Name, "bridge": br.Res.Name, "subnet": subnet.String(),
 			"gateway": string(gw.(starlark.String)), "ip_range": ipRange},
@@ -51,7 +51,7 @@ func network(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"subnet": starlark.String(subnet.String()),
-	}}, nil
+	}), nil
 }

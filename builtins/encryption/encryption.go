@@ -64,9 +64,9 @@ func configBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"file": &runtime.File{Path: name + ".yaml", Producer: res.Addr(), Secret: true},
-	}}, nil
+	}), nil
 }
 
 // The EncryptionConfiguration schema, as far as khw writes it.

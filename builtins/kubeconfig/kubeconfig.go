@@ -78,11 +78,11 @@ func write(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"file":   &runtime.File{Path: name + ".kubeconfig", Producer: res.Addr(), Secret: true},
 		"server": starlark.String(server),
 		"user":   starlark.String(user),
-	}}, nil
+	}), nil
 }
 
 type inputs struct {

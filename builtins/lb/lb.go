@@ -123,5 +123,5 @@ func nginx(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{"ip": starlark.String(ip)}}, nil
+	return runtime.NewHandle(res, starlark.StringDict{"ip": starlark.String(ip)}), nil
 }

@@ -87,11 +87,11 @@ func bridge(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
-		"ifname":  starlark.String(name),
-		"address": starlark.String(pfx.Addr().String()),
-		"subnet":  starlark.String(pfx.Masked().String()),
-	}}, nil
+	return runtime.NewHandle(res, starlark.StringDict{
+		"ifname": starlark.String(name),
+		"ip":     starlark.String(pfx.Addr().String()),
+		"subnet": starlark.String(pfx.Masked().String()),
+	}), nil
 }
 
 // BridgeSubnet returns a bridge handle's subnet, or an error naming what
@@ -133,7 +133,7 @@ func nat(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res}, nil
+	return runtime.NewHandle(res, nil), nil
 }
 
 var sysctlRE = regexp.MustCompile(`^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$`)
@@ -169,7 +169,7 @@ func sysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res}, nil
+	return runtime.NewHandle(res, nil), nil
 }
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
@@ -209,5 +209,5 @@ func hosts(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res}, nil
+	return runtime.NewHandle(res, nil), nil
 }

@@ -143,7 +143,7 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res}, nil
+	return runtime.NewHandle(res, nil), nil
 }
 
 func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -174,7 +174,7 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res}, nil
+	return runtime.NewHandle(res, nil), nil
 }
 
 func hostBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -205,9 +205,9 @@ func hostBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	priv, _ := key.Attr("private")
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"ip": starlark.String(ip), "user": starlark.String(user), "port": starlark.MakeInt(port), "ssh_key": priv,
-	}}, nil
+	}), nil
 }
 
 // hostHandler serves node.host: the machine exists already; khw only

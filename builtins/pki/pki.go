@@ -147,7 +147,7 @@ func caBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: pairAttrs(name, res.Addr())}, nil
+	return runtime.NewHandle(res, pairAttrs(name, res.Addr())), nil
 }
 
 func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -223,7 +223,7 @@ func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	attrs := pairAttrs(name, res.Addr())
 	attrs["cn"] = starlark.String(req.CN)
 	attrs["hosts"] = starconv.FromGo(starconv.StringsToAny(hosts))
-	return &runtime.Handle{Res: res, Attrs: attrs}, nil
+	return runtime.NewHandle(res, attrs), nil
 }
 
 func csrFields(req *csr.CertificateRequest, name string) []runtime.Field {

@@ -39,10 +39,10 @@ func key(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"private": &runtime.File{Path: name, Producer: res.Addr(), Secret: true},
 		"public":  &runtime.File{Path: name + ".pub", Producer: res.Addr()},
-	}}, nil
+	}), nil
 }
 
 func apply(_ context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, error) {

@@ -33,6 +33,7 @@ func Register(r *runtime.Registry) {
 			{Name: "dns", Type: "list of strings", Default: "[]", Doc: "resolvers for the node"},
 			{Name: "provider", Type: "string", Default: `"libvirt"`, Doc: "hypervisor plugin: libvirt or docker"},
 			{Name: "options", Type: "dict", Default: "{}", Doc: "provider settings, e.g. {\"accel\": \"qemu\", \"uri\": \"qemu:///system\"}"},
+			{Name: "network", Type: "docker.network", Default: "None", Doc: "with provider docker: the Docker network on the bridge, made first"},
 		},
 		Example: `m1 = vm.create("m1", ip = "10.200.1.10", bridge = br0, ssh_key = key, role = "controller")`,
 	})
@@ -45,9 +46,10 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	var br, key *runtime.Handle
 	var dnsv starlark.Value = starlark.NewList(nil)
 	var opts *starlark.Dict = starlark.NewDict(0)
+	var network starlark.Value = starlark.None
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "ip", &ip, "bridge", &br, "ssh_key", &key,
 		"role?", &role, "user?", &user, "cpus?", &cpus, "memory?", &memory, "disk?", &disk, "image?", &image,
-		"dns?", &dnsv, "provider?", &provider, "options?", &opts); err != nil {
+		"dns?", &dnsv, "provider?", &provider, "options?", &opts, "network?", &network); err != nil {
 		return nil, err
 	}
 	if !knet.NodeNameRE.MatchString(name) {
@@ -64,7 +66,7 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if !subnet.Contains(addr) {
 		return nil, runtime.Errorf(b, "ip %s is outside the subnet %s of bridge %s", ip, subnet, br.Res.Name)
 	}
-	gw, _ := br.Attr("address")
+	gw, _ := br.Attr("ip")
 	if string(gw.(starlark.String)) == ip {
 		return nil, runtime.Errorf(b, "ip %s is the bridge's own address", ip)
 	}
@@ -87,6 +89,14 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err != nil {
 		return nil, runtime.Errorf(b, "options: %v", err)
 	}
+	deps := runtime.Refs(br, key)
+	if network != starlark.None {
+		h, ok := network.(*runtime.Handle)
+		if !ok || h.Res.Type != "docker.network" {
+			return nil, runtime.Errorf(b, "network must be a docker.network, not %s", network.Type())
+		}
+		deps = runtime.Refs(br, key, h)
+	}
 	pub, _ := key.Attr("public")
 	priv, _ := key.Attr("private")
 	res := &runtime.Resource{Type: "vm", Name: name, Provider: provider,
@@ -96,7 +106,7 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 			"image": image, "dns": starconv.StringsToAny(dns), "options": o,
 			"ssh_public_key": pub.(*runtime.File).Path,
 		},
-		Deps: runtime.Refs(br, key),
+		Deps: deps,
 		Show: []runtime.Field{
 			{Key: "ip", Value: fmt.Sprintf("%s/%d via %s", ip, subnet.Bits(), br.Res.Name)},
 			{Key: "role", Value: role},
@@ -107,8 +117,8 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err
 	}
-	return &runtime.Handle{Res: res, Attrs: starlark.StringDict{
+	return runtime.NewHandle(res, starlark.StringDict{
 		"ip": starlark.String(ip), "user": starlark.String(user), "role": starlark.String(role),
 		"ssh_key": priv,
-	}}, nil
+	}), nil
 }
