@@ -180,7 +180,7 @@ func TestSeedISO(t *testing.T) {
 	for name, want := range map[string][]string{
 		"meta-data":      {"instance-id: khw-m1-x", "local-hostname: m1"},
 		"user-data":      {"#cloud-config", "name: veeru", "- ssh-ed25519 AAAA user", "ed25519_public: ssh-ed25519 ", "NOPASSWD:ALL"},
-		"network-config": {"version: 2", "macaddress: " + c.mac(), "set-name: eth0", "10.200.1.10/24", "via: 10.200.1.1"},
+		"network-config": {"version: 2", "macaddress: " + c.mac(), "set-name: eth0", "10.200.1.10/24", "gateway4: 10.200.1.1"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(string(files[name]), w) {

@@ -71,7 +71,9 @@ func seedFiles(c *vmConfig, userKey string, hk *hostKey, instanceID string) (map
 		"match":     map[string]string{"macaddress": c.mac()},
 		"set-name":  "eth0",
 		"addresses": []string{fmt.Sprintf("%s/%d", c.IP, c.Prefix)},
-		"routes":    []any{map[string]string{"to": "0.0.0.0/0", "via": c.Gateway}},
+		// gateway4, not routes: the ifupdown renderer writes routes as
+		// `route add`, from net-tools, which a minimal image lacks.
+		"gateway4": c.Gateway,
 	}
 	if len(c.DNS) > 0 {
 		eth["nameservers"] = map[string]any{"addresses": c.DNS}

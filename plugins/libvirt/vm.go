@@ -282,6 +282,12 @@ func (h *vmHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 	}
 	out := vmOutputs{Domain: c.Hostname, UUID: uuidString(dom.UUID), MAC: c.mac(), IP: c.IP, URI: c.Options.URI, Pool: c.Options.Pool, HostKey: hk.public}
 	if c.waitSSH() {
+		// Ready is when cloud-init has finished (it may restart sshd late)
+		// and sshd greets.
+		boot := time.Duration(c.Options.BootTimeout) * time.Second
+		if err := waitCloudInit(ctx, l, dom, c, progress, boot); err != nil {
+			return nil, err
+		}
 		if err := waitSSH(ctx, c, progress); err != nil {
 			return nil, err
 		}
