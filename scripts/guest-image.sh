@@ -5,11 +5,13 @@
 #   $KHW_IMAGE_DIR/base.qcow2   the root filesystem (ext4, no partition table)
 #   $KHW_IMAGE_DIR/vmlinuz      the Debian cloud kernel, for direct boot
 #   $KHW_IMAGE_DIR/initrd.img
+#   $KHW_IMAGE_DIR/rootfs.tar   the same root as a tarball, for the container
+#                               node image (make node-image)
 # Default KHW_IMAGE_DIR: /var/lib/khw/images/debian-12. Needs root,
 # debootstrap, e2fsprogs and qemu-utils (make deps).
 set -euo pipefail
 out=${KHW_IMAGE_DIR:-/var/lib/khw/images/debian-12}
-if [ -s "$out/base.qcow2" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ]; then
+if [ -s "$out/base.qcow2" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ -s "$out/rootfs.tar" ]; then
   echo "guest-image: cached in $out"
   exit 0
 fi
@@ -49,10 +51,12 @@ apt_clean
 mkdir -p "$out"
 cp "$(ls "$root"/boot/vmlinuz-* | tail -1)" "$work/vmlinuz"
 cp "$(ls "$root"/boot/initrd.img-* | tail -1)" "$work/initrd.img"
+tar -C "$root" -cf "$work/rootfs.tar" --exclude=./boot --exclude=./lib/modules --exclude=./usr/lib/modules .
 mke2fs -q -t ext4 -d "$root" -L root "$work/guest.raw" 3G
 qemu-img convert -O qcow2 "$work/guest.raw" "$work/base.qcow2"
 chmod 0644 "$work/base.qcow2" "$work/vmlinuz" "$work/initrd.img"
 mv "$work/vmlinuz" "$work/initrd.img" "$out/"
+mv "$work/rootfs.tar" "$out/rootfs.tar"
 mv "$work/base.qcow2" "$out/base.qcow2"
 chmod 0755 "$out"
 echo "guest-image: built $out/base.qcow2 ($(du -h "$out/base.qcow2" | cut -f1)) in $(( $(date +%s) - start ))s"

@@ -5,9 +5,11 @@
 # that stands in for the internet (all addresses 10.200.x).
 #
 #   scripts/lab.sh up [khw run flags...]   build, start, run the post's recipe
+#       (containers as nodes: scripts/lab.sh up --set hypervisor=docker --set image=khw/node:local)
 #   scripts/lab.sh down                    khw destroy, stop daemons, remove namespaces
 #   scripts/lab.sh exec CMD...             run CMD inside the lab (ssh to a node, virsh, ...)
 #   scripts/lab.sh khw ARGS...             run khw inside the lab on the lab's workdir
+#   scripts/lab.sh docker ARGS...          the lab's own dockerd
 #
 # Settings: KHW_LAB_WORKDIR (default /var/lib/khw/lab), KHW_IMAGE_DIR
 # (default /var/lib/khw/images/debian-12), KHW_ACCEL (default qemu: these
@@ -26,15 +28,19 @@ export PATH="/usr/local/go/bin:$PATH"
 say() { printf '\033[1mlab:\033[0m %s\n' "$*"; }
 in_ns() { ip netns exec "$NS" "$@"; }
 
+DOCKER_SOCK=$RUN/docker.sock
+LB_IMAGE=khw/nginx-stream:local
+
 lab_params() {
   echo --workdir "$WORKDIR" --set accel="$ACCEL" --set image="$IMAGES/base.qcow2" \
-    --set kernel="$IMAGES/vmlinuz" --set initrd="$IMAGES/initrd.img" --set hosts_file="$WORKDIR/hosts"
+    --set kernel="$IMAGES/vmlinuz" --set initrd="$IMAGES/initrd.img" --set hosts_file="$WORKDIR/hosts" \
+    --set lb_image="$LB_IMAGE"
 }
 
 khw_in_lab() { # khw subcommand [flags...]
   local sub=$1; shift
   # shellcheck disable=SC2046
-  in_ns env KHW_PLUGIN_PATH="$repo/bin" "$repo/bin/khw" "$sub" recipes/hardway.star $(lab_params) "$@"
+  in_ns env KHW_PLUGIN_PATH="$repo/bin" DOCKER_HOST="unix://$DOCKER_SOCK" "$repo/bin/khw" "$sub" recipes/hardway.star $(lab_params) "$@"
 }
 
 start_daemons() {
@@ -55,7 +61,37 @@ start_daemons() {
   fi
 }
 
+# The lab's own dockerd, on its own socket and data root (a Docker you run
+# yourself is left alone), inside the lab namespace: dockerd needs the
+# host's cgroup mounts, so nsenter, not ip netns exec.
+start_dockerd() {
+  if [ -f "$RUN/dockerd.pid" ] && kill -0 "$(cat "$RUN/dockerd.pid")" 2>/dev/null; then return; fi
+  mkdir -p "$RUN" /var/lib/khw/docker
+  nsenter --net=/run/netns/"$NS" dockerd --bridge=none -H "unix://$DOCKER_SOCK" \
+    --data-root /var/lib/khw/docker --exec-root "$RUN/docker" --pidfile "$RUN/dockerd.pid" \
+    > /var/log/khw-lab-dockerd.log 2>&1 &
+  for _ in $(seq 150); do docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1 && break; sleep 0.2; done
+  docker -H "unix://$DOCKER_SOCK" version >/dev/null || { echo "lab: dockerd did not start: /var/log/khw-lab-dockerd.log" >&2; exit 1; }
+  say "dockerd runs inside $NS"
+  DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/lb-image.sh "$LB_IMAGE"
+  DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/node-image.sh khw/node:local
+}
+
+# docker_cleanup removes the containers and networks khw made that no
+# state knows of any more (a lab torn down mid-run): dockerd keeps them in
+# its data root and would bring a stale br0 back on its next start.
+docker_cleanup() {
+  local d="docker -H unix://$DOCKER_SOCK"
+  for c in $($d ps -aq --filter label=dev.khw.managed=true); do $d rm -f "$c" >/dev/null; done
+  for n in $($d network ls -q --filter label=dev.khw.managed=true); do $d network rm "$n" >/dev/null; done
+}
+
 stop_daemons() {
+  if [ -f "$RUN/dockerd.pid" ]; then
+    kill "$(cat "$RUN/dockerd.pid")" 2>/dev/null || true
+    for _ in $(seq 50); do [ -f "$RUN/dockerd.pid" ] && kill -0 "$(cat "$RUN/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
+    rm -f "$RUN/dockerd.pid"
+  fi
   for d in libvirtd virtlogd; do
     if [ -f "$RUN/$d.pid" ]; then kill "$(cat "$RUN/$d.pid")" 2>/dev/null || true; rm -f "$RUN/$d.pid"; fi
   done
@@ -81,13 +117,17 @@ up() {
     say "namespaces $NS and $WAN made"
   fi
   start_daemons
+  if [ -x bin/khw-plugin-docker ]; then
+    start_dockerd
+    [ -f "$WORKDIR/.khw/state.json" ] || docker_cleanup
+  fi
   mkdir -p "$WORKDIR"
   say "khw run recipes/hardway.star (accel=$ACCEL)"
   local start=$SECONDS rc=0
   khw_in_lab run "$@" || rc=$?
   say "khw run took $((SECONDS - start))s"
   if [ ! -x bin/khw-plugin-docker ]; then
-    say "the docker plugin is not built yet: the load balancer and its Docker network are the steps reported missing"
+    say "the docker plugin is not built: the load balancer and its Docker network are the steps reported missing"
   fi
   say "reach a node: scripts/lab.sh exec ssh -i $WORKDIR/id_ed25519 -o UserKnownHostsFile=$WORKDIR/known_hosts veeru@10.200.1.10"
   return $rc
@@ -97,8 +137,10 @@ down() {
   if ip netns list | grep -qw "$NS"; then
     if [ -f "$WORKDIR/.khw/state.json" ]; then
       start_daemons
+      if [ -x bin/khw-plugin-docker ]; then start_dockerd; fi
       khw_in_lab destroy || say "khw destroy failed; removing the lab anyway"
     fi
+    if [ -f "$RUN/dockerd.pid" ]; then docker_cleanup || true; fi
     stop_daemons
     ip netns del "$NS" 2>/dev/null || true
   fi
@@ -115,6 +157,7 @@ main() {
     down) down ;;
     exec) shift; in_ns "$@" ;;
     khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
+    docker) shift; docker -H "unix://$DOCKER_SOCK" "$@" ;;
     *) sed -n '2,16p' "$0"; exit 2 ;;
   esac
 }

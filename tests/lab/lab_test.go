@@ -98,6 +98,9 @@ func checkNode(t *testing.T, node string) {
 	if h := strings.TrimSpace(ssh(t, node, "hostname")); h != node {
 		t.Errorf("%s: hostname %q", node, h)
 	}
+	if r := ssh(t, node, "ip route show default"); !strings.Contains(r, "default via 10.200.1.1 dev eth0") {
+		t.Errorf("%s: default route %q, want via the bridge 10.200.1.1", node, r)
+	}
 	files := roleFiles(node)
 	out := ssh(t, node, "cd ~ && ls -A | grep -v '^\\.' ; echo --; sha256sum "+strings.Join(files, " ")+"; echo --; stat -c '%n %a' "+strings.Join(files, " "))
 	parts := strings.Split(out, "--\n")
@@ -185,6 +188,16 @@ func TestThePostsLab(t *testing.T) {
 	for node := range nodes {
 		checkNode(t, node)
 	}
+	if targets() == nil {
+		// The load balancer: nginx in front of both controllers.
+		conf, err := lab(t, "docker", "exec", "proxy", "/usr/sbin/nginx", "-T", "-c", "/etc/khw/nginx.conf")
+		if err != nil || !strings.Contains(conf, "server 10.200.1.10:6443;") || !strings.Contains(conf, "server 10.200.1.11:6443;") {
+			t.Fatalf("the load balancer: %v\n%s", err, conf)
+		}
+		if o, _ := lab(t, "docker", "network", "inspect", "br0"); !strings.Contains(o, `"10.200.1.15/24"`) {
+			t.Errorf("proxy is not at 10.200.1.15 on br0:\n%s", o)
+		}
+	}
 
 	// The whole recipe, untargeted: while the docker plugin is missing, the
 	// load balancer and its Docker network are the only steps reported.
@@ -256,6 +269,14 @@ func TestThePostsLab(t *testing.T) {
 	if o, _ := lab(t, "exec", "virsh", "vol-list", "khw"); strings.Contains(o, "seed.iso") {
 		t.Errorf("a seed ISO is left:\n%s", o)
 	}
+	if targets() == nil {
+		if o, _ := lab(t, "docker", "ps", "-aq"); strings.TrimSpace(o) != "" {
+			t.Errorf("containers left after destroy: %s", o)
+		}
+		if o, _ := lab(t, "docker", "network", "ls", "--format", "{{.Name}}"); strings.Contains(o, "br0") {
+			t.Errorf("the Docker network is left after destroy")
+		}
+	}
 	if out, err := lab(t, "down"); err != nil {
 		t.Fatalf("lab down: %v\n%s", err, out)
 	}
@@ -273,4 +294,56 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestThePostsLabWithContainers runs the whole post with containers as
+// nodes (hypervisor=docker): the same recipe, one parameter changed.
+func TestThePostsLabWithContainers(t *testing.T) {
+	// Not yet in make e2e: destroying the copies on container nodes can fail
+	// with "ssh: unexpected packet in response to channel open" (see the
+	// open issue); it runs with KHW_E2E_CONTAINERS=1.
+	if os.Getenv("KHW_E2E_CONTAINERS") == "" {
+		t.Skip("containers as nodes run with KHW_E2E_CONTAINERS=1")
+	}
+	labtest.RequireRoot(t)
+	if targets() != nil {
+		t.Fatal("khw-plugin-docker is not built")
+	}
+	_, _ = lab(t, "down")
+	_ = os.RemoveAll(workdir)
+	t.Cleanup(func() { _, _ = lab(t, "down") })
+	docker := []string{"--set", "hypervisor=docker", "--set", "image=khw/node:local"}
+
+	start := time.Now()
+	out, err := lab(t, append([]string{"up"}, docker...)...)
+	t.Logf("lab up with containers: %v\n%s", time.Since(start).Round(time.Second), tail(out, 30))
+	if err != nil || !strings.Contains(out, "Apply complete!") {
+		t.Fatalf("lab up failed: %v", err)
+	}
+	for node := range nodes {
+		checkNode(t, node)
+		if o, _ := lab(t, "docker", "inspect", "-f", "{{.Config.Hostname}} {{.State.Running}}", node); strings.TrimSpace(o) != node+" true" {
+			t.Errorf("%s is not a running container: %q", node, o)
+		}
+	}
+	out, err = lab(t, append([]string{"khw", "run"}, docker...)...)
+	if err != nil || !strings.Contains(out, "No changes.") {
+		t.Fatalf("re-run: %v\n%s", err, tail(out, 30))
+	}
+	before := snapshot(t)
+	if out, err := lab(t, append([]string{"khw", "run", "--dry-run"}, docker...)...); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if after := snapshot(t); after != before {
+		t.Fatal("the dry run changed the lab")
+	}
+	if out, err := lab(t, append([]string{"khw", "destroy"}, docker...)...); err != nil {
+		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
+	}
+	if o, _ := lab(t, "docker", "ps", "-aq"); strings.TrimSpace(o) != "" {
+		t.Errorf("containers left after destroy: %s", o)
+	}
+	if o, _ := lab(t, "exec", "ip", "-br", "link"); strings.Contains(o, "br0") {
+		t.Errorf("br0 left after destroy:\n%s", o)
+	}
 }
