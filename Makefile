@@ -8,7 +8,7 @@ PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test lint bench tools deps check clean guest-image lab lab-down e2e
+.PHONY: all build plugins test lint bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
 
 all: build
 
@@ -38,6 +38,12 @@ deps: ## the machine's packages (Debian/Ubuntu, as root)
 
 guest-image: ## the lab's Debian guest image, cached in /var/lib/khw/images (root)
 	bash scripts/guest-image.sh
+
+lb-image: ## khw/nginx-stream:local, the offline load balancer image (needs dockerd)
+	bash scripts/lb-image.sh
+
+node-image: ## khw/node:local, the image of container nodes (needs dockerd)
+	bash scripts/node-image.sh
 
 lab: ## the post's lab in a network namespace: build, image, daemons, khw run (root)
 	bash scripts/lab.sh up
