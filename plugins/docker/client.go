@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
 
@@ -34,3 +35,15 @@ func (d *docker) client(ctx context.Context) (*client.Client, error) {
 }
 
 func notFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// inspect returns the container called name, or nil when there is none.
+func inspect(ctx context.Context, cl *client.Client, name string) (*container.InspectResponse, error) {
+	res, err := cl.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if notFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &res.Container, nil
+}

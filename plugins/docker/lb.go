@@ -75,14 +75,10 @@ func (l lb) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, 
 	if err != nil {
 		return nil, err
 	}
-	res, err := cl.ContainerInspect(ctx, c.Hostname, client.ContainerInspectOptions{})
-	if notFound(err) {
-		return &sdk.ReadResponse{Exists: false}, nil
+	ct, err := inspect(ctx, cl, c.Hostname)
+	if ct == nil || err != nil {
+		return &sdk.ReadResponse{Exists: false}, err
 	}
-	if err != nil {
-		return nil, err
-	}
-	ct := res.Container
 	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
 	conf, err := l.finalConfig(ctx, cl, &c)
 	switch {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -23,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 	xssh "golang.org/x/crypto/ssh"
 
+	"github.com/khw-dev/khw/plugins/internal/sshwait"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
@@ -100,12 +100,9 @@ func (n vmNode) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespon
 	if err != nil {
 		return nil, err
 	}
-	res, err := cl.ContainerInspect(ctx, c.Hostname, client.ContainerInspectOptions{})
-	if notFound(err) {
-		return &sdk.ReadResponse{Exists: false}, nil
-	}
-	if err != nil {
-		return nil, err
+	ct, err := inspect(ctx, cl, c.Hostname)
+	if ct == nil || err != nil {
+		return &sdk.ReadResponse{Exists: false}, err
 	}
 	var prior struct {
 		ID string `json:"id"`
@@ -113,9 +110,9 @@ func (n vmNode) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespon
 	_ = json.Unmarshal(req.PriorOutputs, &prior)
 	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
 	switch {
-	case prior.ID != "" && res.Container.ID != prior.ID:
+	case prior.ID != "" && ct.ID != prior.ID:
 		resp.Drift = "container " + c.Hostname + " was re-made outside khw"
-	case res.Container.State == nil || !res.Container.State.Running:
+	case ct.State == nil || !ct.State.Running:
 		resp.Drift = "container " + c.Hostname + " is not running"
 	}
 	return resp, nil
@@ -190,34 +187,11 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 	if _, err := cl.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("starting %s: %v", c.Hostname, err)
 	}
-	if err := waitSSH(ctx, c.IP, time.Duration(c.Options.BootTimeout)*time.Second); err != nil {
+	if err := sshwait.Greeting(ctx, net.JoinHostPort(c.IP, "22"), time.Duration(c.Options.BootTimeout)*time.Second, progress); err != nil {
 		return nil, fmt.Errorf("%s (%s) did not answer ssh: %v\n%s", c.Hostname, c.IP, err, logs(ctx, cl, created.ID))
 	}
 	out := map[string]string{"id": created.ID, "ip": c.IP, "host_key": hostPub}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: created.ID}, nil
-}
-
-func waitSSH(ctx context.Context, ip string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	var last error
-	for time.Now().Before(deadline) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), 2*time.Second)
-		if err == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-			line, rerr := bufio.NewReader(conn).ReadString('\n')
-			conn.Close()
-			if rerr == nil && strings.HasPrefix(line, "SSH-") {
-				return nil
-			}
-			err = fmt.Errorf("no ssh greeting")
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("not within %v: %v", within, last)
 }
 
 func (n vmNode) Delete(ctx context.Context, req *sdk.DeleteRequest) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 
 	libvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/khw-dev/khw/plugins/internal/sshwait"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
@@ -288,42 +288,11 @@ func (h *vmHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 		if err := waitCloudInit(ctx, l, dom, c, progress, boot); err != nil {
 			return nil, err
 		}
-		if err := waitSSH(ctx, c, progress); err != nil {
-			return nil, err
+		if err := sshwait.Greeting(ctx, net.JoinHostPort(c.IP, "22"), boot, progress); err != nil {
+			return nil, fmt.Errorf("%s (%s): %v", c.Hostname, c.IP, err)
 		}
 	}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: out.UUID}, nil
-}
-
-// waitSSH waits until the guest's sshd greets on its static address.
-func waitSSH(ctx context.Context, c *vmConfig, progress sdk.Progress) error {
-	addr := net.JoinHostPort(c.IP, "22")
-	start := time.Now()
-	deadline := start.Add(time.Duration(c.Options.BootTimeout) * time.Second)
-	last := time.Time{}
-	var lastErr error
-	for time.Now().Before(deadline) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			line, rerr := bufio.NewReader(conn).ReadString('\n')
-			conn.Close()
-			if rerr == nil && strings.HasPrefix(line, "SSH-") {
-				return nil
-			}
-			err = fmt.Errorf("no ssh greeting")
-		}
-		lastErr = err
-		if time.Since(last) >= 5*time.Second {
-			progress(fmt.Sprintf("booting, waiting for ssh on %s", c.IP))
-			last = time.Now()
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	return fmt.Errorf("%s (%s) did not answer ssh within %ds of starting (%v); read its serial console to see the boot", c.Hostname, c.IP, c.Options.BootTimeout, lastErr)
 }
 
 func (h *vmHandler) Delete(_ context.Context, req *sdk.DeleteRequest) error {
