@@ -187,12 +187,12 @@ func (ev *evaluation) load(_ *starlark.Thread, module string) (starlark.StringDi
 	e := &loadEntry{loading: true}
 	ev.modules[full] = e
 	src, err := os.ReadFile(full)
-	if err != nil {
-		e.err = fmt.Errorf("load(%q): %v", module, errors.Unwrap(err))
-		if e.err == nil || errors.Is(err, os.ErrNotExist) {
-			e.err = fmt.Errorf("load(%q): no such file in the recipe root (%s)", module, shown)
-		}
-	} else {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		e.err = fmt.Errorf("load(%q): no such file in the recipe root (%s)", module, shown)
+	case err != nil:
+		e.err = fmt.Errorf("load(%q): %v", module, err)
+	default:
 		e.globals, e.err = starlark.ExecFileOptions(fileOptions, ev.newThread(shown), shown, src, ev.predeclared)
 	}
 	e.loading = false

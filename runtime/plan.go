@@ -112,7 +112,7 @@ func (pl *Planner) Plan(ctx context.Context, recipe *Recipe, store *Store) (*Pla
 		return nil, err
 	}
 	plan := &Plan{}
-	reads := pl.refresh(ctx, recipe, store, selected, plan)
+	reads := pl.refresh(ctx, recipe, store, selected)
 
 	byAddr := map[string]*Change{}
 	for _, r := range recipe.Resources {
@@ -190,7 +190,7 @@ type readResult struct {
 }
 
 // refresh reads back every selected, recorded resource, in parallel.
-func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool, plan *Plan) map[string]*readResult {
+func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool) map[string]*readResult {
 	out := map[string]*readResult{}
 	if !pl.Refresh {
 		return out
@@ -284,10 +284,6 @@ func deleteOrder(gone []*ResourceState, reason string) []*Change {
 	done := map[string]bool{}
 	var out []*Change
 	var visit func(g *ResourceState)
-	byAddr := map[string]*ResourceState{}
-	for _, g := range gone {
-		byAddr[g.Addr()] = g
-	}
 	// Post-order over "is depended on by": emit dependents first.
 	dependents := map[string][]*ResourceState{}
 	for _, g := range gone {

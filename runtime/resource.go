@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -164,22 +163,6 @@ func (f *File) Attr(name string) (starlark.Value, error) {
 }
 func (f *File) AttrNames() []string { return []string{"path", "producer", "secret"} }
 
-// FileJSON is a File as it appears in a resource's inputs.
-type FileJSON struct {
-	Path     string `json:"path"`
-	Producer string `json:"producer"`
-	Secret   bool   `json:"secret,omitempty"`
-}
-
-// JSON returns the file as an input value.
-func (f *File) JSON() map[string]any {
-	m := map[string]any{"path": f.Path, "producer": f.Producer}
-	if f.Secret {
-		m["secret"] = true
-	}
-	return m
-}
-
 // Refs returns the addresses v refers to (handles and files, inside lists,
 // tuples and dicts), sorted and without repeats.
 func Refs(vs ...starlark.Value) []string {
@@ -212,6 +195,3 @@ func Refs(vs ...starlark.Value) []string {
 	sort.Strings(out)
 	return out
 }
-
-// Join is a helper for plan fields.
-func Join(xs []string) string { return strings.Join(xs, ",") }

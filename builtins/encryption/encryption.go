@@ -111,10 +111,7 @@ func Render(resources []string, keyName, secret string) ([]byte, error) {
 // file is there and holds one: re-running must not rotate the key, or the
 // cluster could no longer read its secrets.
 func existingKey(workdir, file, keyName string) string {
-	if !workspace.Exists(workdir, file) {
-		return ""
-	}
-	data, err := workspace.Read(workdir, file)
+	data, err := workspace.Read(workdir, file) // missing: no key yet
 	if err != nil {
 		return ""
 	}

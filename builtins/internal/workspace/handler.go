@@ -2,8 +2,6 @@ package workspace
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 
 	"github.com/khw-dev/khw/plugins/sdk"
 )
@@ -37,11 +35,4 @@ func (h Handler) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progres
 
 func (h Handler) Delete(_ context.Context, req *sdk.DeleteRequest) error {
 	return Remove(req.Workdir, req.PriorOutputs)
-}
-
-// Exists reports whether a workdir file exists (used to keep a key that an
-// earlier run made).
-func Exists(workdir, name string) bool {
-	_, err := os.Stat(filepath.Join(workdir, name))
-	return err == nil
 }
