@@ -8,7 +8,7 @@ PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test lint bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
+.PHONY: all build plugins test lint docs bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
 
 all: build
 
@@ -24,6 +24,9 @@ lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
+
+docs: ## README.md's builtin reference (khw docs)
+	$(GO) run ./cmd/khw docs --readme README.md
 
 bench: build tools ## khw vs the post's cfssl+kubectl pipeline; writes bench/RESULTS.md
 	$(GO) run ./bench/report

@@ -28,8 +28,11 @@ type Builtin struct {
 	Doc     string
 	Args    []Arg
 	Creates string // the resource type it declares, if any
-	Example string
-	Fn      BuiltinFunc
+	// Provider serves what it declares: "khw" (in process) or the plugins
+	// that may ("libvirt or docker"); empty when it declares nothing.
+	Provider string
+	Example  string
+	Fn       BuiltinFunc
 }
 
 // FullName is the dotted name a recipe calls, e.g. "pki.cert".

@@ -13,9 +13,10 @@ import (
 
 // Register adds the docker module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "docker", Name: "network", Creates: "docker.network", Fn: network,
+	r.Add(&runtime.Builtin{Module: "docker", Name: "network", Creates: "docker.network", Provider: "docker", Fn: network,
 		Doc: "Declares a Docker bridge network that adopts the lab bridge (the post's `docker network create " +
-			"--driver=bridge --subnet --ip-range -o com.docker.network.bridge.name=br0 br0`).",
+			"--driver=bridge --subnet --ip-range -o com.docker.network.bridge.name=br0 br0`). " +
+			"Its address is docker.network.BRIDGE, after the bridge's name.",
 		Args: []runtime.Arg{
 			{Name: "bridge", Type: "net.bridge", Doc: "the bridge to adopt; its name names the network, its address is the gateway"},
 			{Name: "ip_range", Type: "string", Default: `""`, Doc: "addresses Docker may hand out; empty is the whole subnet"},

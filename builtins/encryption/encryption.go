@@ -22,7 +22,7 @@ import (
 
 // Register adds the encryption module and its resource type.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "encryption", Name: "config", Creates: "encryption.config", Fn: configBuiltin,
+	r.Add(&runtime.Builtin{Module: "encryption", Name: "config", Creates: "encryption.config", Provider: "khw", Fn: configBuiltin,
 		Doc: "Declares NAME.yaml (0600), an EncryptionConfiguration with an aescbc provider whose 32-byte " +
 			"key is generated at apply time (never shown, kept across runs) and identity as fallback.",
 		Args: []runtime.Arg{

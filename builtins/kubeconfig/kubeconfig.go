@@ -20,7 +20,7 @@ import (
 
 // Register adds the kubeconfig module and its resource type.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "kubeconfig", Name: "write", Creates: "kubeconfig", Fn: write,
+	r.Add(&runtime.Builtin{Module: "kubeconfig", Name: "write", Creates: "kubeconfig", Provider: "khw", Fn: write,
 		Doc: "Declares NAME.kubeconfig (0600): one cluster with the CA embedded, one user with the " +
 			"client certificate and key embedded, one context, made current.",
 		Args: []runtime.Arg{

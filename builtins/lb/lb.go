@@ -16,7 +16,7 @@ import (
 
 // Register adds the lb module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "lb", Name: "nginx", Creates: "lb.nginx", Fn: nginx,
+	r.Add(&runtime.Builtin{Module: "lb", Name: "nginx", Creates: "lb.nginx", Provider: "docker", Fn: nginx,
 		Doc: "Declares the post's load balancer: an nginx container on the Docker network at a fixed IP " +
 			"whose stream config sends every listen port to each upstream's API port. The config is " +
 			"rendered from the upstreams, so adding a controller adds an upstream.",

@@ -26,7 +26,7 @@ var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // Register adds the net module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "net", Name: "bridge", Creates: "net.bridge", Fn: bridge,
+	r.Add(&runtime.Builtin{Module: "net", Name: "bridge", Creates: "net.bridge", Provider: "hostnet", Fn: bridge,
 		Doc: "Declares a Linux bridge holding the host's address on the lab subnet, up " +
 			"(the post's `ip link add br0 type bridge; ip addr add 10.200.1.1/24 dev br0`).",
 		Args: []runtime.Arg{
@@ -35,21 +35,22 @@ func Register(r *runtime.Registry) {
 		},
 		Example: `br0 = net.bridge("br0", address = "10.200.1.1/24")`,
 	})
-	r.Add(&runtime.Builtin{Module: "net", Name: "nat", Creates: "net.nat", Fn: nat,
+	r.Add(&runtime.Builtin{Module: "net", Name: "nat", Creates: "net.nat", Provider: "hostnet", Fn: nat,
 		Doc: "Declares NAT for a bridge: MASQUERADE out of the external interface, the two FORWARD " +
-			"rules (RELATED,ESTABLISHED in; bridge out) and net.ipv4.conf.all.forwarding=1.",
+			"rules (RELATED,ESTABLISHED in; bridge out) and net.ipv4.conf.all.forwarding=1. " +
+			"Its address is net.nat.BRIDGE, after the bridge's name.",
 		Args: []runtime.Arg{
 			{Name: "bridge", Type: "net.bridge", Doc: "the bridge whose traffic goes out"},
 			{Name: "external_iface", Type: "string", Default: `""`, Doc: "outgoing interface; empty means the host's default-route interface"},
 		},
 		Example: `net.nat(br0)`,
 	})
-	r.Add(&runtime.Builtin{Module: "net", Name: "sysctl", Creates: "net.sysctl", Fn: sysctl,
+	r.Add(&runtime.Builtin{Module: "net", Name: "sysctl", Creates: "net.sysctl", Provider: "hostnet", Fn: sysctl,
 		Doc:     "Declares kernel settings (the post's bridge-nf-call-* = 0). Destroy restores the values found before.",
 		Args:    []runtime.Arg{{Name: "name", Type: "string", Doc: "resource name"}, {Name: "values", Type: "dict", Doc: "sysctl key to value"}},
 		Example: `net.sysctl("bridge-nf", {"net.bridge.bridge-nf-call-iptables": "0"})`,
 	})
-	r.Add(&runtime.Builtin{Module: "net", Name: "hosts", Creates: "net.hosts", Fn: hosts,
+	r.Add(&runtime.Builtin{Module: "net", Name: "hosts", Creates: "net.hosts", Provider: "hostnet", Fn: hosts,
 		Doc: "Declares the post's /etc/hosts entries in a block khw marks and owns; other lines are never touched.",
 		Args: []runtime.Arg{
 			{Name: "name", Type: "string", Doc: "resource and block name"},

@@ -17,11 +17,11 @@ import (
 
 // Register adds the node module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "node", Name: "copy", Creates: "node.copy", Fn: copyBuiltin,
+	r.Add(&runtime.Builtin{Module: "node", Name: "copy", Creates: "node.copy", Provider: "ssh", Fn: copyBuiltin,
 		Doc: "Declares files copied from the workdir to a node over ssh (the post's rsync steps): written " +
 			"atomically, keys at 0600, skipped when the node's copy already has the same checksum.",
 		Args: []runtime.Arg{
-			{Name: "node", Type: "vm", Doc: "the node"},
+			{Name: "node", Type: "vm or node.host", Doc: "the node"},
 			{Name: "files", Type: "list of files", Doc: "workdir files, e.g. [ca.cert, admin.kubeconfig.file]"},
 			{Name: "name", Type: "string", Doc: "resource name (address node.copy.NAME), e.g. m1-certs"},
 			{Name: "dest", Type: "string", Default: `"~"`, Doc: "directory on the node; ~ is the user's home"},
@@ -29,7 +29,7 @@ func Register(r *runtime.Registry) {
 		},
 		Example: `node.copy(m1, [ca.cert, ca.key], name = "m1-certs")`,
 	})
-	r.Add(&runtime.Builtin{Module: "node", Name: "host", Creates: "node.host", Fn: hostBuiltin,
+	r.Add(&runtime.Builtin{Module: "node", Name: "host", Creates: "node.host", Provider: "khw", Fn: hostBuiltin,
 		Doc: "Declares a machine that khw does not create (a server, a VM made elsewhere) as a node " +
 			"that node.copy and node.run can reach over ssh with the workspace key.",
 		Args: []runtime.Arg{
@@ -43,11 +43,11 @@ func Register(r *runtime.Registry) {
 	})
 	r.AddType(runtime.TypeSpec{Type: "node.host", Doc: "a machine khw does not create", UpdateInPlace: true,
 		Handler: hostHandler{}})
-	r.Add(&runtime.Builtin{Module: "node", Name: "run", Creates: "node.run", Fn: runBuiltin,
+	r.Add(&runtime.Builtin{Module: "node", Name: "run", Creates: "node.run", Provider: "ssh", Fn: runBuiltin,
 		Doc: "Declares a command run once on a node over ssh; its output is shown when it fails. " +
 			"It runs again when the command or anything it refers to changes.",
 		Args: []runtime.Arg{
-			{Name: "node", Type: "vm", Doc: "the node"},
+			{Name: "node", Type: "vm or node.host", Doc: "the node"},
 			{Name: "command", Type: "string", Doc: "shell command"},
 			{Name: "name", Type: "string", Doc: "resource name (address node.run.NAME)"},
 			{Name: "after", Type: "list", Default: "[]", Doc: "resources that must be applied first"},

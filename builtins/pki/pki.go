@@ -47,7 +47,7 @@ var cpu = make(chan struct{}, goruntime.GOMAXPROCS(0))
 
 // Register adds the pki module and its resource types.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "pki", Name: "ca", Creates: "pki.ca", Fn: caBuiltin,
+	r.Add(&runtime.Builtin{Module: "pki", Name: "ca", Creates: "pki.ca", Provider: "khw", Fn: caBuiltin,
 		Doc: "Declares a certificate authority made like `cfssl gencert -initca CSR | cfssljson -bare NAME`: " +
 			"NAME.pem, NAME-key.pem (0600) and NAME.csr in the workdir. The key is its own resource, " +
 			"pki.key.NAME, so that every key of a PKI is generated in parallel from the start.",
@@ -57,7 +57,7 @@ func Register(r *runtime.Registry) {
 		},
 		Example: `ca = pki.ca("ca", csr = pki.csr_json("hardway/ca-csr.json"))`,
 	})
-	r.Add(&runtime.Builtin{Module: "pki", Name: "cert", Creates: "pki.cert", Fn: certBuiltin,
+	r.Add(&runtime.Builtin{Module: "pki", Name: "cert", Creates: "pki.cert", Provider: "khw", Fn: certBuiltin,
 		Doc: "Declares a certificate signed by a CA, made like `cfssl gencert -ca -ca-key -config -profile " +
 			"-hostname HOSTS CSR | cfssljson -bare NAME`: NAME.pem, NAME-key.pem (0600, resource pki.key.NAME) and NAME.csr.",
 		Args: []runtime.Arg{

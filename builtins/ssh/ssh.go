@@ -19,7 +19,7 @@ import (
 
 // Register adds the ssh module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "ssh", Name: "key", Creates: "ssh.key", Fn: key,
+	r.Add(&runtime.Builtin{Module: "ssh", Name: "key", Creates: "ssh.key", Provider: "khw", Fn: key,
 		Doc:     "Declares an ed25519 key pair in the workdir: NAME (0600, OpenSSH format) and NAME.pub.",
 		Args:    []runtime.Arg{{Name: "name", Type: "string", Default: `"id_ed25519"`, Doc: "file name of the private key"}},
 		Example: `key = ssh.key()`,

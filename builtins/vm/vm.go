@@ -15,7 +15,7 @@ import (
 
 // Register adds the vm module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Fn: create,
+	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Provider: "libvirt or docker", Fn: create,
 		Doc: "Declares a node on the bridge with a static IP and hostname, given the workspace ssh key " +
 			"for its user. The hypervisor plugin (provider) makes it: a libvirt VM from a qcow2 overlay " +
 			"and a cloud-init seed, or a docker container.",

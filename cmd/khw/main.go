@@ -50,10 +50,11 @@ running again changes nothing.`,
   khw plan recipes/hardway.star                      # show what run would do
   khw run --dry-run --set controllers=3 recipes/hardway.star
   khw run recipes/hardway.star --target pki --target kubeconfig --target encryption
-  khw destroy recipes/hardway.star                   # take it all down`,
+  khw destroy recipes/hardway.star                   # take it all down
+  khw docs --format text pki                         # the builtins recipes call`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newPluginsCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newDocsCmd(), newPluginsCmd(), newVersionCmd())
 	return root
 }
