@@ -25,8 +25,10 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	staticcheck ./...
 
-docs: ## README.md's builtin reference (khw docs)
+docs: ## README.md's builtin reference (khw docs) and docs/lab.svg, docs/lab.png (khw graph; needs graphviz)
 	$(GO) run ./cmd/khw docs --readme README.md
+	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.svg
+	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.png
 
 bench: build tools ## khw vs the post's cfssl+kubectl pipeline; writes bench/RESULTS.md
 	$(GO) run ./bench/report

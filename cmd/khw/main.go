@@ -51,10 +51,11 @@ running again changes nothing.`,
   khw run --dry-run --set controllers=3 recipes/hardway.star
   khw run recipes/hardway.star --target pki --target kubeconfig --target encryption
   khw destroy recipes/hardway.star                   # take it all down
+  khw graph recipes/hardway.star -o lab.svg          # draw the lab (graphviz)
   khw docs --format text pki                         # the builtins recipes call`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newDocsCmd(), newPluginsCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newGraphCmd(), newDocsCmd(), newPluginsCmd(), newVersionCmd())
 	return root
 }

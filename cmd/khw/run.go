@@ -48,11 +48,17 @@ type options struct {
 	destroy     bool
 }
 
-func (o *options) flags(cmd *cobra.Command) {
+// recipeFlags are the flags of every command that evaluates a recipe.
+func (o *options) recipeFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringArrayVar(&o.sets, "set", nil, "set a recipe parameter, `KEY=VALUE` (repeatable)")
-	f.StringVar(&o.workdir, "workdir", defaultWorkdir(), "where generated files and khw's state live (default from $"+WorkdirEnv+")")
 	f.StringVar(&o.root, "root", "", "recipe root for load() and files (default: the enclosing recipes/ directory)")
+}
+
+func (o *options) flags(cmd *cobra.Command) {
+	o.recipeFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.workdir, "workdir", defaultWorkdir(), "where generated files and khw's state live (default from $"+WorkdirEnv+")")
 	f.StringArrayVar(&o.targets, "target", nil, "only resources whose address starts with `PREFIX`, and what they depend on (repeatable)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.IntVar(&o.parallelism, "parallelism", 10, "how many resources may be applied at once")
@@ -143,6 +149,16 @@ func (o *options) params() (map[string]string, error) {
 	return out, nil
 }
 
+// evaluate runs the recipe with the --set parameters; its print() output
+// goes to stderr.
+func (o *options) evaluate(cmd *cobra.Command, reg *runtime.Registry, recipeFile string) (*runtime.Recipe, error) {
+	params, err := o.params()
+	if err != nil {
+		return nil, err
+	}
+	return reg.Evaluate(recipeFile, runtime.Options{Root: o.root, Params: params, Print: cmd.ErrOrStderr()})
+}
+
 func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("--output %q: use text or json", o.output)
@@ -151,12 +167,8 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 		return errors.New("--detailed-exitcode goes with --dry-run (or use khw plan)")
 	}
 	out := cmd.OutOrStdout()
-	params, err := o.params()
-	if err != nil {
-		return err
-	}
 	reg := all.Registry()
-	recipe, err := reg.Evaluate(recipeFile, runtime.Options{Root: o.root, Params: params, Print: cmd.ErrOrStderr()})
+	recipe, err := o.evaluate(cmd, reg, recipeFile)
 	if err != nil {
 		return err
 	}
