@@ -46,12 +46,24 @@ func (r *Recipe) Resource(addr string) *Resource { return r.byAddr[addr] }
 // recipes/hardway.star does), else the recipe's own directory.
 func DefaultRoot(recipe string) string {
 	dir := filepath.Dir(recipe)
-	for d := dir; ; {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	for d := abs; ; {
 		if filepath.Base(d) == "recipes" {
+			// Shown as given: relative when the recipe's path was.
+			if !filepath.IsAbs(recipe) {
+				if cwd, err := os.Getwd(); err == nil {
+					if rel, err := filepath.Rel(cwd, d); err == nil {
+						return rel
+					}
+				}
+			}
 			return d
 		}
 		parent := filepath.Dir(d)
-		if parent == d || d == "." {
+		if parent == d {
 			return dir
 		}
 		d = parent

@@ -35,6 +35,10 @@ var helpers = []*runtime.Builtin{
 		Doc:     "The n-th address of a network (1 is the first host address).",
 		Args:    []runtime.Arg{{Name: "cidr", Type: "string", Doc: "network"}, {Name: "n", Type: "int", Doc: "offset from the network address"}},
 		Example: `net.host("10.32.0.0/24", 1)  # "10.32.0.1"`},
+	{Module: "net", Name: "index", Fn: index,
+		Doc:     "The number of the address ip in the network cidr: the inverse of net.host.",
+		Args:    []runtime.Arg{{Name: "cidr", Type: "string", Doc: "network"}, {Name: "ip", Type: "string", Doc: "an address inside it"}},
+		Example: `net.index("10.200.1.0/24", "10.200.1.13")  # 13`},
 }
 
 func isIP(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -71,18 +75,27 @@ func prefix(b *starlark.Builtin, s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-func cidrContains(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+// cidrAndIP unpacks the (cidr, ip) arguments of cidr_contains and index.
+func cidrAndIP(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (netip.Prefix, netip.Addr, error) {
 	var c, ip string
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "cidr", &c, "ip", &ip); err != nil {
-		return nil, err
+		return netip.Prefix{}, netip.Addr{}, err
 	}
 	p, err := prefix(b, c)
 	if err != nil {
-		return nil, err
+		return p, netip.Addr{}, err
 	}
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return nil, runtime.Errorf(b, "%q is not an IP address", ip)
+		return p, a, runtime.Errorf(b, "%q is not an IP address", ip)
+	}
+	return p, a, nil
+}
+
+func cidrContains(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	p, a, err := cidrAndIP(b, args, kwargs)
+	if err != nil {
+		return nil, err
 	}
 	return starlark.Bool(p.Contains(a)), nil
 }
@@ -121,4 +134,22 @@ func hostN(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs 
 		return nil, runtime.Errorf(b, "%s has no address number %d", c, n)
 	}
 	return starlark.String(a.String()), nil
+}
+
+func index(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	p, a, err := cidrAndIP(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Contains(a) {
+		return nil, runtime.Errorf(b, "%s is not an address inside %s", a, p)
+	}
+	// Both addresses share the prefix, so the difference lies in the low
+	// 64 bits (an IPv4 address sits in the low 32 of its 16-byte form).
+	x, y := a.As16(), p.Masked().Addr().As16()
+	var n uint64
+	for i := 8; i < 16; i++ {
+		n = n<<8 | uint64(x[i]-y[i])
+	}
+	return starlark.MakeUint64(n), nil
 }

@@ -32,6 +32,7 @@ func Register(r *runtime.Registry) {
 		Args: []runtime.Arg{
 			{Name: "name", Type: "string", Doc: "interface name, at most 15 characters"},
 			{Name: "address", Type: "string", Doc: "the host's address with prefix, e.g. 10.200.1.1/24"},
+			{Name: "ports", Type: "list of strings", Default: "[]", Doc: "existing interfaces to attach to the bridge, e.g. the link to a second hypervisor host, so its nodes share the subnet"},
 		},
 		Example: `br0 = net.bridge("br0", address = "10.200.1.1/24")`,
 	})
@@ -68,11 +69,21 @@ func Register(r *runtime.Registry) {
 
 func bridge(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, address string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "address", &address); err != nil {
+	var portsv starlark.Value = starlark.NewList(nil)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "address", &address, "ports?", &portsv); err != nil {
 		return nil, err
 	}
 	if !ifnameRE.MatchString(name) {
 		return nil, runtime.Errorf(b, "name %q is not a valid interface name (1 to 15 letters, digits, '_', '.', '-')", name)
+	}
+	ports, err := starconv.Strings("ports", portsv)
+	if err != nil {
+		return nil, runtime.Errorf(b, "%v", err)
+	}
+	for _, p := range ports {
+		if !ifnameRE.MatchString(p) || p == name {
+			return nil, runtime.Errorf(b, "port %q is not a valid interface name other than the bridge's own", p)
+		}
 	}
 	pfx, err := netip.ParsePrefix(address)
 	if err != nil || !pfx.Addr().Is4() {
@@ -84,6 +95,11 @@ func bridge(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	res := &runtime.Resource{Type: "net.bridge", Name: name, Provider: Provider,
 		Inputs: map[string]any{"name": name, "address": pfx.String()},
 		Show:   []runtime.Field{{Key: "address", Value: pfx.String()}},
+	}
+	if len(ports) > 0 {
+		// Only when given, so labs made before ports existed keep their digest.
+		res.Inputs["ports"] = starconv.StringsToAny(ports)
+		res.Show = append(res.Show, runtime.Field{Key: "ports", Value: strings.Join(ports, ", ")})
 	}
 	if err := runtime.Declare(thread, res); err != nil {
 		return nil, err

@@ -148,7 +148,7 @@ func TestMissingPluginIsNamed(t *testing.T) {
 		t.Fatalf("exit %d\n%s", r.code, r.all())
 	}
 	for _, want := range []string{
-		`net.bridge.br0 (recipes/hardway.star:`, `plugin "hostnet" is not installed`, "khw-plugin-hostnet",
+		`net.bridge.br0 (recipes/lib/lab.star:`, `from recipes/hardway.star:`, `plugin "hostnet" is not installed`, "khw-plugin-hostnet",
 		"run again to finish",
 	} {
 		if !strings.Contains(r.stderr, want) {

@@ -8,24 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khw-dev/khw/internal/labtest"
 	"github.com/khw-dev/khw/runtime"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
 
 // The terminal display is fed from many goroutines while mpb renders: it
 // must neither deadlock nor lose a finished line.
 func TestTTYDisplayUnderConcurrentEvents(t *testing.T) {
-	out := &syncBuf{}
+	out := &labtest.Buffer{}
 	d := newTTYDisplay(out)
 	done := make(chan struct{})
 	go func() {
@@ -53,8 +43,8 @@ func TestTTYDisplayUnderConcurrentEvents(t *testing.T) {
 		t.Fatal("the terminal display deadlocked")
 	}
 	for i := 0; i < 20; i++ {
-		if !strings.Contains(out.b.String(), fmt.Sprintf("✓ vm.n%d: created (1s)", i)) {
-			t.Fatalf("line for vm.n%d missing in %q", i, out.b.String()[:min(400, len(out.b.String()))])
+		if !strings.Contains(out.String(), fmt.Sprintf("✓ vm.n%d: created (1s)", i)) {
+			t.Fatalf("line for vm.n%d missing in %q", i, out.String()[:min(400, len(out.String()))])
 		}
 	}
 }

@@ -166,3 +166,21 @@ func Link(t testing.TB, a *Namespace, aName, addrA string, b *Namespace, bName, 
 		x.ns.Run("ip", "link", "set", x.name, "up")
 	}
 }
+
+// Buffer collects a process's output while the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -14,8 +14,9 @@ import (
 type bridge struct{}
 
 type bridgeConfig struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
+	Name    string   `json:"name"`
+	Address string   `json:"address"`
+	Ports   []string `json:"ports,omitempty"`
 }
 
 type bridgeOutputs struct {
@@ -67,8 +68,42 @@ func (bridge) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, 
 		resp.Drift = fmt.Sprintf("%s does not hold %s", c.Name, c.Address)
 	case l.Attrs().Flags&1 == 0: // net.FlagUp
 		resp.Drift = c.Name + " is down"
+	default:
+		for _, p := range c.Ports {
+			pl, err := linkByName(p)
+			if err != nil {
+				return nil, err
+			}
+			if pl == nil || pl.Attrs().MasterIndex != l.Attrs().Index {
+				resp.Drift = fmt.Sprintf("%s is not a port of %s", p, c.Name)
+				break
+			}
+		}
 	}
 	return resp, nil
+}
+
+// attach makes each port a member of the bridge, up.
+func attach(br netlink.Link, ports []string, progress sdk.Progress) error {
+	for _, p := range ports {
+		pl, err := linkByName(p)
+		if err != nil {
+			return err
+		}
+		if pl == nil {
+			return fmt.Errorf("port %s of bridge %s does not exist: create the link first (e.g. the veth or NIC to the other hypervisor host) or drop it from ports", p, br.Attrs().Name)
+		}
+		if pl.Attrs().MasterIndex != br.Attrs().Index {
+			progress("attaching " + p + " to " + br.Attrs().Name)
+			if err := netlink.LinkSetMaster(pl, br); err != nil {
+				return fmt.Errorf("attaching %s to %s: %v%s", p, br.Attrs().Name, err, rootHint(err))
+			}
+		}
+		if err := netlink.LinkSetUp(pl); err != nil {
+			return fmt.Errorf("setting %s up: %v", p, err)
+		}
+	}
+	return nil
 }
 
 func (bridge) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
@@ -117,6 +152,9 @@ func (bridge) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progr
 	if err := netlink.LinkSetUp(l); err != nil {
 		return nil, fmt.Errorf("setting %s up: %v", c.Name, err)
 	}
+	if err := attach(l, c.Ports, progress); err != nil {
+		return nil, err
+	}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: c.Name + " " + c.Address}, nil
 }
 
@@ -133,6 +171,14 @@ func (bridge) Delete(_ context.Context, req *sdk.DeleteRequest) error {
 	}
 	if out.CreatedLink {
 		return netlink.LinkDel(l)
+	}
+	// A bridge that was there before: give its ports back.
+	for _, p := range c.Ports {
+		if pl, _ := linkByName(p); pl != nil && pl.Attrs().MasterIndex == l.Attrs().Index {
+			if err := netlink.LinkSetNoMaster(pl); err != nil {
+				return fmt.Errorf("detaching %s from %s: %v", p, c.Name, err)
+			}
+		}
 	}
 	if out.AddedAddress {
 		addr, _ := netlink.ParseAddr(c.Address)

@@ -198,3 +198,45 @@ func TestBlockSplitLeavesOtherLines(t *testing.T) {
 		t.Fatal("another resource's block was found")
 	}
 }
+
+// TestBridgePorts: bridge_ports attaches an existing link to br0 (how a
+// second hypervisor host's segment joins the lab), drift is seen and
+// repaired, destroy lets the link go, and a missing link is named.
+func TestBridgePorts(t *testing.T) {
+	l := newLab(t)
+	l.ns.Run("ip", "link", "add", "port0", "type", "veth", "peer", "name", "port0p")
+	port := []string{"--set", "bridge_ports=port0"}
+	master := func() string {
+		out := l.ns.Run("ip", "-o", "link", "show", "port0")
+		if i := strings.Index(out, "master "); i >= 0 {
+			return strings.Fields(out[i:])[1]
+		}
+		return ""
+	}
+	if out, err := l.khw(t, append([]string{"run"}, port...)...); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if m := master(); m != "br0" {
+		t.Fatalf("port0's master is %q, want br0", m)
+	}
+	if out, err := l.khw(t, append([]string{"run"}, port...)...); err != nil || !strings.Contains(out, "No changes.") {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	l.ns.Run("ip", "link", "set", "port0", "nomaster")
+	if out, _ := l.khw(t, append([]string{"plan"}, port...)...); !strings.Contains(out, "port0 is not a port of br0") {
+		t.Fatalf("drift not planned:\n%s", out)
+	}
+	if out, err := l.khw(t, append([]string{"run"}, port...)...); err != nil || master() != "br0" {
+		t.Fatalf("repair: %v (master %q)\n%s", err, master(), out)
+	}
+	if out, err := l.khw(t, append([]string{"destroy"}, port...)...); err != nil {
+		t.Fatalf("destroy: %v\n%s", err, out)
+	}
+	if m := master(); m != "" {
+		t.Errorf("port0 still has master %q after destroy", m)
+	}
+	out, err := l.khw(t, "run", "--set", "bridge_ports=nosuch0")
+	if err == nil || !strings.Contains(out, "port nosuch0 of bridge br0 does not exist") || !strings.Contains(out, "net.bridge.br0") {
+		t.Errorf("missing port: %v\n%s", err, out)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -41,11 +43,25 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 
 // Serve runs a plugin binary's provider until khw disconnects.
 func Serve(p Provider) {
+	go exitWithParent(os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
 		GRPCServer:      plugin.DefaultGRPCServer,
 	})
+}
+
+// exitWithParent ends the plugin when the process that started it is gone
+// (the plugin has been re-parented): khw killed with SIGKILL cannot close
+// its plugins, and a plugin left running would hold connections and locks.
+// (khw also asks the kernel for a signal on its death; this covers
+// launchers and platforms where that signal does not arrive.)
+func exitWithParent(parent int, every time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() != parent {
+			os.Exit(3)
+		}
+	}
 }
 
 // ---- diagnostics ----

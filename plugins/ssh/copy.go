@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/khw-dev/khw/plugins/sdk"
 )
@@ -39,6 +40,33 @@ func (p *pool) connect(ctx context.Context, t *target, workdir string, deps map[
 		return nil, err
 	}
 	return p.acquire(ctx, t, s, v, bound)
+}
+
+// openSFTP connects to t's node and starts sftp; done releases both. A
+// pooled connection can die between two uses (the node restarted sshd,
+// a link flapped): starting sftp on it then fails with the connection
+// closed, and one fresh connection is tried before giving up. A node that
+// refuses the channel is an answer, not a dead connection: no retry.
+func (p *pool) openSFTP(ctx context.Context, t *target, workdir string, deps map[string]json.RawMessage, bound time.Duration) (*conn, *sftp.Client, func(), error) {
+	for attempt := 0; ; attempt++ {
+		cn, err := p.connect(ctx, t, workdir, deps, bound)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		sc, done, err := cn.sftp(ctx)
+		if err == nil {
+			return cn, sc, func() { done(); p.release(cn) }, nil
+		}
+		p.release(cn)
+		var refused *ssh.OpenChannelError
+		if ctx.Err() != nil {
+			return nil, nil, nil, ctx.Err()
+		}
+		if attempt > 0 || errors.As(err, &refused) {
+			return nil, nil, nil, fmt.Errorf("node %s (%s): %v", t.Node, t.addr(), err)
+		}
+		p.evict(cn)
+	}
 }
 
 type localSum struct {
@@ -181,22 +209,17 @@ func (h copyHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress 
 			return nil, fmt.Errorf("%s: %v", req.Resource.Address, err)
 		}
 	}
-	cn, err := h.p.connect(ctx, &c.target, req.Workdir, req.Deps, c.timeout())
+	cn, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, req.Deps, c.timeout())
 	if err != nil {
 		return nil, err
 	}
-	defer h.p.release(cn)
+	defer done()
 	fail := func(err error) (*sdk.ApplyResponse, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
 	}
-	sc, done, err := cn.sftp(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	defer done()
 	dir, err := destDir(sc, c.Dest)
 	if err != nil {
 		return fail(err)
@@ -240,14 +263,9 @@ func (h copyHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadR
 	if len(prior.Files) == 0 {
 		return &sdk.ReadResponse{Exists: false}, nil
 	}
-	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
+	_, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
 	if err != nil {
 		return nil, err
-	}
-	defer h.p.release(cn)
-	sc, done, err := cn.sftp(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
 	}
 	defer done()
 	dir, err := destDir(sc, c.Dest)
@@ -307,18 +325,13 @@ func (h copyHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 			names[n] = true
 		}
 	}
-	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
+	_, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
 	var ue *unreachableError
 	if errors.As(err, &ue) {
 		return nil
 	}
 	if err != nil {
 		return err
-	}
-	defer h.p.release(cn)
-	sc, done, err := cn.sftp(ctx)
-	if err != nil {
-		return fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
 	}
 	defer done()
 	dir, err := destDir(sc, c.Dest)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/khw-dev/khw/internal/labtest"
 )
 
 // A lab is a private network of nodes, each a real OpenSSH server, built
@@ -53,24 +55,7 @@ type labNode struct {
 	home         string
 	dir          string // sshd's config, host key, log
 	cmd          *exec.Cmd
-	log          *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log          *labtest.Buffer
 }
 
 func randomHex(n int) string {
@@ -242,7 +227,7 @@ func (l *lab) hostKey(n *labNode) string {
 
 func (l *lab) start(n *labNode) {
 	l.t.Helper()
-	n.log = &syncBuffer{}
+	n.log = &labtest.Buffer{}
 	n.cmd = exec.Command("ip", "netns", "exec", n.ns, "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(n.dir, "sshd_config"))
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {

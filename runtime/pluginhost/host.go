@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -173,6 +174,11 @@ func (h *Host) launch(ctx context.Context, name string) (*plugin.Client, sdk.Pro
 	if prefix := strings.Fields(os.Getenv(PrefixEnv + strings.ToUpper(name))); len(prefix) > 0 {
 		cmd = exec.Command(prefix[0], append(prefix[1:], path)...)
 	}
+	// If khw dies without closing its plugins (kill -9), the kernel sends
+	// the plugin (or its launcher, such as sudo, which passes it on)
+	// SIGTERM: no plugin outlives the run that started it. sdk.Serve
+	// also watches for its parent going away.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          plugin.PluginSet{sdk.PluginKey: &sdk.GRPCPlugin{}},

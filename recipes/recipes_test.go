@@ -1,0 +1,178 @@
+// Package recipes_test evaluates the recipes and their library: forks,
+// parameters and examples, with every builtin and no provider.
+package recipes_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/runtime"
+)
+
+func eval(t *testing.T, file string, params map[string]string) *runtime.Recipe {
+	t.Helper()
+	r, err := all.Registry().Evaluate(file, runtime.Options{Params: params})
+	if err != nil {
+		t.Fatalf("%s %v: %v", file, params, err)
+	}
+	return r
+}
+
+func evalErr(t *testing.T, file string, params map[string]string) string {
+	t.Helper()
+	_, err := all.Registry().Evaluate(file, runtime.Options{Params: params})
+	if err == nil {
+		t.Fatalf("%s %v: evaluated, want an error", file, params)
+	}
+	return err.Error()
+}
+
+// shape is what a resource is, without where it was declared.
+type shape struct {
+	Provider string
+	Inputs   string
+	Deps     []string
+}
+
+func shapes(t *testing.T, r *runtime.Recipe) map[string]shape {
+	out := map[string]shape{}
+	for _, res := range r.Resources {
+		in, err := json.Marshal(res.Inputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := slices.Sorted(slices.Values(res.Deps))
+		out[res.Addr()] = shape{res.Provider, string(in), deps}
+	}
+	return out
+}
+
+// TestThreeMastersForkEqualsSetControllers: the fork and the post's recipe
+// with --set controllers=3 declare the same resources with the same inputs.
+func TestThreeMastersForkEqualsSetControllers(t *testing.T) {
+	fork := shapes(t, eval(t, "examples/three-masters.star", nil))
+	set := shapes(t, eval(t, "hardway.star", map[string]string{"controllers": "3"}))
+	if len(fork) != 50 {
+		t.Errorf("the fork declares %d resources, want the post's 46 + m3's vm, 3 copies", len(fork))
+	}
+	for addr, s := range fork {
+		if !reflect.DeepEqual(set[addr], s) {
+			t.Errorf("%s differs:\nfork: %+v\n--set: %+v", addr, s, set[addr])
+		}
+	}
+	for addr := range set {
+		if _, ok := fork[addr]; !ok {
+			t.Errorf("%s only with --set controllers=3", addr)
+		}
+	}
+}
+
+// TestAThirdControllerFollowsEverywhere: m3 is in the API server's SANs,
+// the load balancer's upstreams, and gets the controller files.
+func TestAThirdControllerFollowsEverywhere(t *testing.T) {
+	r := eval(t, "hardway.star", map[string]string{"controllers": "3"})
+	vm := r.Resource("vm.m3")
+	if vm == nil || vm.Inputs["ip"] != "10.200.1.12" || vm.Inputs["role"] != "controller" {
+		t.Fatalf("vm.m3: %+v", vm)
+	}
+	hosts := fmt.Sprint(r.Resource("pki.cert.kubernetes").Inputs["hosts"])
+	for _, h := range []string{"m1", "10.200.1.10", "m2", "10.200.1.11", "m3", "10.200.1.12", "10.200.1.15"} {
+		if !strings.Contains(hosts+" ", " "+h+" ") && !strings.Contains("["+hosts, "["+h+" ") {
+			t.Errorf("the API server certificate lacks %s: %s", h, hosts)
+		}
+	}
+	up := fmt.Sprint(r.Resource("lb.nginx.proxy").Inputs)
+	for _, ip := range []string{"10.200.1.10", "10.200.1.11", "10.200.1.12"} {
+		if !strings.Contains(up, ip) {
+			t.Errorf("the load balancer lacks upstream %s: %s", ip, up)
+		}
+	}
+	for _, c := range []string{"node.copy.m3-certs", "node.copy.m3-kubeconfigs", "node.copy.m3-encryption"} {
+		if r.Resource(c) == nil {
+			t.Errorf("no %s", c)
+		}
+	}
+	for _, c := range []string{"m1", "m2", "m3"} {
+		a, b := fmt.Sprint(r.Resource("node.copy." + c + "-certs").Inputs["files"]), fmt.Sprint(r.Resource("node.copy.m1-certs").Inputs["files"])
+		if a != b {
+			t.Errorf("%s gets %s, m1 gets %s", c, a, b)
+		}
+	}
+}
+
+func TestResizingTheTables(t *testing.T) {
+	ip := func(r *runtime.Recipe, addr string) any {
+		if res := r.Resource(addr); res != nil {
+			return res.Inputs["ip"]
+		}
+		return nil
+	}
+	// The post's table as written.
+	post := eval(t, "hardway.star", nil)
+	if ip(post, "vm.m1") != "10.200.1.10" || ip(post, "vm.n2") != "10.200.1.14" || post.Resource("vm.m3") != nil {
+		t.Fatal("the post's table changed")
+	}
+	// n3 skips the load balancer's .15; m4 skips the workers and the LB.
+	r := eval(t, "hardway.star", map[string]string{"workers": "3", "controllers": "4"})
+	for addr, want := range map[string]string{"vm.m3": "10.200.1.12", "vm.m4": "10.200.1.16", "vm.n3": "10.200.1.17"} {
+		if got := ip(r, addr); got != want {
+			t.Errorf("%s at %v, want %s", addr, got, want)
+		}
+	}
+	// Fewer keeps the first.
+	r = eval(t, "hardway.star", map[string]string{"controllers": "1"})
+	if r.Resource("vm.m1") == nil || r.Resource("vm.m2") != nil {
+		t.Error("controllers=1 did not keep only m1")
+	}
+	if msg := evalErr(t, "hardway.star", map[string]string{"workers": "300"}); !strings.Contains(msg, "300 n nodes do not fit in 10.200.1.0/24") {
+		t.Errorf("workers=300: %s", msg)
+	}
+	if msg := evalErr(t, "hardway.star", map[string]string{"controllers": "-1"}); !strings.Contains(msg, "whole number") {
+		t.Errorf("controllers=-1: %s", msg)
+	}
+}
+
+// TestExamples: every example evaluates, and each places its nodes as it says.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.star")
+	if len(files) < 3 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		eval(t, f, nil)
+	}
+	mixed := eval(t, "examples/mixed-hypervisors.star", map[string]string{"container_image": "khw/node:local", "image": "/base.qcow2"})
+	for addr, want := range map[string]string{"vm.m1": "libvirt", "vm.m2": "libvirt", "vm.n1": "docker", "vm.n2": "docker"} {
+		if got := mixed.Resource(addr).Provider; got != want {
+			t.Errorf("%s made by %s, want %s", addr, got, want)
+		}
+	}
+	if img := mixed.Resource("vm.n1").Inputs["image"]; img != "khw/node:local" {
+		t.Errorf("container node image %v", img)
+	}
+	if img := mixed.Resource("vm.m1").Inputs["image"]; img != "/base.qcow2" {
+		t.Errorf("VM image %v", img)
+	}
+	hosts := eval(t, "examples/two-hosts.star", map[string]string{"hv2_uri": "qemu+ssh://root@hv2/system"})
+	uri := func(addr string) any { return hosts.Resource(addr).Inputs["options"].(map[string]any)["uri"] }
+	if uri("vm.n1") != "qemu+ssh://root@hv2/system" || uri("vm.m1") != "qemu:///system" {
+		t.Errorf("placement: n1 on %v, m1 on %v", uri("vm.n1"), uri("vm.m1"))
+	}
+}
+
+func TestPlacementErrors(t *testing.T) {
+	for set, want := range map[string]string{
+		"hypervisor=virtualbox": `unknown hypervisor "virtualbox": the hypervisors are libvirt, docker, none`,
+	} {
+		k, v, _ := strings.Cut(set, "=")
+		if msg := evalErr(t, "hardway.star", map[string]string{k: v}); !strings.Contains(msg, want) || !strings.Contains(msg, "hardway.star:") {
+			t.Errorf("--set %s: %s", set, msg)
+		}
+	}
+}
