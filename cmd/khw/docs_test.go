@@ -80,7 +80,7 @@ func TestDocsFormatsAndSelection(t *testing.T) {
 	}
 	for _, want := range []string{
 		`pki.cert(name, ca, csr, config, profile = "", hosts = None)`, "Resource type pki.cert, served by khw (in process).",
-		"net.bridge(name, address)", "net.host(cidr, n)", "Example:",
+		"net.bridge(name, address, ports = [])", "net.host(cidr, n)", "Example:",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("text reference lacks %q:\n%s", want, r.stdout)
