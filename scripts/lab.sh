@@ -10,8 +10,17 @@
 #   scripts/lab.sh exec CMD...             run CMD inside the lab (ssh to a node, virsh, ...)
 #   scripts/lab.sh khw ARGS...             run khw inside the lab on the lab's workdir
 #   scripts/lab.sh docker ARGS...          the lab's own dockerd
+#   scripts/lab.sh virsh2 ARGS...          virsh on the second hypervisor host
 #
-# Settings: KHW_LAB_WORKDIR (default /var/lib/khw/lab), KHW_IMAGE_DIR
+# A second hypervisor host (KHW_LAB_HOSTS=2): one more namespace, khw-hv2,
+# with its own libvirtd (own mount namespace: /run/libvirt, /var/lib/libvirt,
+# /etc/libvirt) listening on qemu+tcp://10.200.254.6/system over a management
+# link, and its own br0 joined to the lab's br0 by the link hv2-link, which
+# the recipe attaches (--set bridge_ports=hv2-link): one subnet on two hosts.
+#   KHW_LAB_HOSTS=2 KHW_LAB_RECIPE=recipes/examples/two-hosts.star scripts/lab.sh up --set bridge_ports=hv2-link
+#
+# Settings: KHW_LAB_RECIPE (default recipes/hardway.star), KHW_LAB_HOSTS
+# (1 or 2), KHW_LAB_WORKDIR (default /var/lib/khw/lab), KHW_IMAGE_DIR
 # (default /var/lib/khw/images/debian-12), KHW_ACCEL (default qemu: these
 # machines cannot run KVM guests; use kvm on a laptop).
 set -euo pipefail
@@ -19,7 +28,11 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 NS=khw-lab
 WAN=khw-wan
+HV2=khw-hv2
+HV2_URI=qemu+tcp://10.200.254.6/system
+HV2_DIR=/var/lib/khw/hv2
 RUN=/run/khw-lab
+RECIPE=${KHW_LAB_RECIPE:-recipes/hardway.star}
 WORKDIR=${KHW_LAB_WORKDIR:-/var/lib/khw/lab}
 IMAGES=${KHW_IMAGE_DIR:-/var/lib/khw/images/debian-12}
 ACCEL=${KHW_ACCEL:-qemu}
@@ -40,7 +53,7 @@ lab_params() {
 khw_in_lab() { # khw subcommand [flags...]
   local sub=$1; shift
   # shellcheck disable=SC2046
-  in_ns env KHW_PLUGIN_PATH="$repo/bin" DOCKER_HOST="unix://$DOCKER_SOCK" "$repo/bin/khw" "$sub" recipes/hardway.star $(lab_params) "$@"
+  in_ns env KHW_PLUGIN_PATH="$repo/bin" DOCKER_HOST="unix://$DOCKER_SOCK" "$repo/bin/khw" "$sub" "$RECIPE" $(lab_params) "$@"
 }
 
 start_daemons() {
@@ -86,6 +99,51 @@ docker_cleanup() {
   for n in $($d network ls -q --filter label=dev.khw.managed=true); do $d network rm "$n" >/dev/null; done
 }
 
+# The second hypervisor host: its libvirtd and virtlogd run in namespace
+# khw-hv2 and in a mount namespace of their own, so that their /run/libvirt,
+# /var/lib/libvirt and /etc/libvirt are not the lab's.
+start_hv2() {
+  if ! ip netns list | grep -qw "$HV2"; then
+    ip netns add "$HV2"
+    ip -n "$HV2" link set lo up
+    # management: the lab reaches libvirtd at 10.200.254.6
+    ip link add hv2-mgmt type veth peer name hv2-mgmt-peer
+    ip link set hv2-mgmt netns "$NS"; ip link set hv2-mgmt-peer netns "$HV2" name mgmt0
+    ip -n "$NS" addr add 10.200.254.5/30 dev hv2-mgmt; ip -n "$NS" link set hv2-mgmt up
+    ip -n "$HV2" addr add 10.200.254.6/30 dev mgmt0; ip -n "$HV2" link set mgmt0 up
+    # the nodes' segment: hv2's br0 <-> hv2-link, which khw attaches to the lab's br0
+    ip -n "$HV2" link add br0 type bridge; ip -n "$HV2" link set br0 up
+    ip link add hv2-link type veth peer name hv2-link-peer
+    ip link set hv2-link netns "$NS"; ip link set hv2-link-peer netns "$HV2" name uplink0
+    ip -n "$HV2" link set uplink0 master br0; ip -n "$HV2" link set uplink0 up
+    say "namespace $HV2 made (second hypervisor host)"
+  fi
+  if [ -f "$RUN/hv2-libvirtd.pid" ] && kill -0 "$(cat "$RUN/hv2-libvirtd.pid")" 2>/dev/null; then return; fi
+  mkdir -p "$RUN" "$HV2_DIR"/lib "$HV2_DIR"/cache "$HV2_DIR"/log "$HV2_DIR"/run
+  [ -d "$HV2_DIR/etc" ] || cp -a /etc/libvirt "$HV2_DIR/etc"
+  rm -f "$HV2_DIR"/etc/qemu/*.xml "$HV2_DIR"/etc/storage/*.xml "$HV2_DIR"/etc/storage/autostart/*.xml
+  printf '%s\n' 'listen_tls = 0' 'listen_tcp = 1' 'listen_addr = "10.200.254.6"' 'auth_tcp = "none"' > "$HV2_DIR/libvirtd.conf"
+  ip netns exec "$HV2" unshare --mount --propagation private sh -ec "
+    mount --bind $HV2_DIR/run /run/libvirt
+    mount --bind $HV2_DIR/lib /var/lib/libvirt
+    mount --bind $HV2_DIR/etc /etc/libvirt
+    mount --bind $HV2_DIR/cache /var/cache/libvirt
+    mount --bind $HV2_DIR/log /var/log/libvirt
+    virtlogd -d -p $RUN/hv2-virtlogd.pid
+    libvirtd -d --listen -f $HV2_DIR/libvirtd.conf -p $RUN/hv2-libvirtd.pid"
+  for _ in $(seq 100); do in_ns virsh -c "$HV2_URI" version >/dev/null 2>&1 && break; sleep 0.1; done
+  in_ns virsh -c "$HV2_URI" version >/dev/null || { echo "lab: the second libvirtd did not start" >&2; exit 1; }
+  say "a second libvirtd runs in $HV2 at $HV2_URI"
+}
+
+stop_hv2() {
+  for d in libvirtd virtlogd; do
+    if [ -f "$RUN/hv2-$d.pid" ]; then kill "$(cat "$RUN/hv2-$d.pid")" 2>/dev/null || true; rm -f "$RUN/hv2-$d.pid"; fi
+  done
+  for pid in $(ip netns pids "$HV2" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  ip netns del "$HV2" 2>/dev/null || true
+}
+
 stop_daemons() {
   if [ -f "$RUN/dockerd.pid" ]; then
     kill "$(cat "$RUN/dockerd.pid")" 2>/dev/null || true
@@ -117,12 +175,13 @@ up() {
     say "namespaces $NS and $WAN made"
   fi
   start_daemons
+  if [ "${KHW_LAB_HOSTS:-1}" = 2 ]; then start_hv2; fi
   if [ -x bin/khw-plugin-docker ]; then
     start_dockerd
     [ -f "$WORKDIR/.khw/state.json" ] || docker_cleanup
   fi
   mkdir -p "$WORKDIR"
-  say "khw run recipes/hardway.star (accel=$ACCEL)"
+  say "khw run $RECIPE (accel=$ACCEL)"
   local start=$SECONDS rc=0
   khw_in_lab run "$@" || rc=$?
   say "khw run took $((SECONDS - start))s"
@@ -137,15 +196,18 @@ down() {
   if ip netns list | grep -qw "$NS"; then
     if [ -f "$WORKDIR/.khw/state.json" ]; then
       start_daemons
+      if ip netns list | grep -qw "$HV2"; then start_hv2; fi
       if [ -x bin/khw-plugin-docker ]; then start_dockerd; fi
       khw_in_lab destroy || say "khw destroy failed; removing the lab anyway"
     fi
     if [ -f "$RUN/dockerd.pid" ]; then docker_cleanup || true; fi
+    stop_hv2
     stop_daemons
     ip netns del "$NS" 2>/dev/null || true
   fi
+  stop_hv2
   ip netns del "$WAN" 2>/dev/null || true
-  rm -rf "$RUN"
+  rm -rf "$RUN" "$HV2_DIR"
   say "lab removed"
 }
 
@@ -158,7 +220,8 @@ main() {
     exec) shift; in_ns "$@" ;;
     khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
     docker) shift; docker -H "unix://$DOCKER_SOCK" "$@" ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    virsh2) shift; in_ns virsh -c "$HV2_URI" "$@" ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
   esac
 }
 main "$@"; exit $?
