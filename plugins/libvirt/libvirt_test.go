@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khw-dev/khw/internal/labtest"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
@@ -159,11 +160,15 @@ func TestVMLifecycleAgainstTheTestDriver(t *testing.T) {
 }
 
 func TestUnreachableDaemonIsAClearError(t *testing.T) {
-	p := newProvider()
-	res := resource(t, "test+unix:///default?socket=/nonexistent/libvirt-sock", "n1", "10.200.1.13")
-	_, err := p.Read(context.Background(), &sdk.ReadRequest{Resource: res})
-	if err == nil || !strings.Contains(err.Error(), "cannot reach libvirtd") || !strings.Contains(err.Error(), "start it") {
-		t.Fatalf("err = %v", err)
+	// No socket, or one left by a libvirtd that died.
+	for _, sock := range []string{"/nonexistent/libvirt-sock", labtest.StaleSocket(t)} {
+		p := newProvider()
+		uri := "test+unix:///default?socket=" + sock
+		_, err := p.Read(context.Background(), &sdk.ReadRequest{Resource: resource(t, uri, "n1", "10.200.1.13")})
+		if err == nil || !strings.Contains(err.Error(), "libvirtd is not running at "+uri+" (dial unix "+sock) ||
+			!strings.Contains(sdk.HintOf(err), "systemctl start libvirtd") {
+			t.Fatalf("err = %v, hint %q", err, sdk.HintOf(err))
+		}
 	}
 }
 
