@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,18 +45,38 @@ type Executor struct {
 }
 
 // ResourceError is a failure of one resource, naming it and the recipe line
-// that declared it.
+// that declared it (and, for a resource declared in a library, the recipe's
+// own line that called into it), then what the provider said, then what to
+// do about it when the provider knows:
+//
+//	vm.n1 (declared at recipes/hardway.star:93): libvirtd is not running at qemu:///system (...)
+//	  hint: start it (systemctl start libvirtd), or point --set libvirt_uri at a running one
 type ResourceError struct {
 	Addr, Where, Provider string
 	Err                   error
 }
 
 func (e *ResourceError) Error() string {
-	where := ""
+	var b strings.Builder
+	b.WriteString(e.Addr)
 	if e.Where != "" {
-		where = " (" + e.Where + ")"
+		b.WriteString(" (declared at " + declaredAt(e.Where) + ")")
 	}
-	return fmt.Sprintf("%s%s: %v", e.Addr, where, e.Err)
+	b.WriteString(": " + e.Err.Error())
+	if h := sdk.HintOf(e.Err); h != "" {
+		b.WriteString("\n  hint: " + h)
+	}
+	return b.String()
+}
+
+// declaredAt turns Resource.Where's "lib.star:9 (from recipe.star:12)" into
+// "lib.star:9, called from recipe.star:12". A recorded resource's position
+// (a deletion's) comes from the state as that string.
+func declaredAt(where string) string {
+	if pos, from, ok := strings.Cut(where, " (from "); ok {
+		return pos + ", called from " + strings.TrimSuffix(from, ")")
+	}
+	return where
 }
 
 func (e *ResourceError) Unwrap() error { return e.Err }

@@ -25,16 +25,23 @@ type fake struct {
 	world   map[string]string // address -> value
 	calls   []string
 	fail    map[string]bool
+	hint    string          // the next step a failure names, if any
+	noRead  map[string]bool // Read fails for these
 	running int
 	peak    int
 	gate    chan struct{} // when set, Apply waits on it
 }
 
-func newFake() *fake { return &fake{world: map[string]string{}, fail: map[string]bool{}} }
+func newFake() *fake {
+	return &fake{world: map[string]string{}, fail: map[string]bool{}, noRead: map[string]bool{}}
+}
 
 func (f *fake) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.noRead[req.Resource.Address] {
+		return nil, sdk.WithHint(errors.New("the daemon is not running"), f.hint)
+	}
 	v, ok := f.world[req.Resource.Address]
 	var in struct{ Value string }
 	_ = json.Unmarshal(req.Resource.Config, &in)
@@ -63,7 +70,7 @@ func (f *fake) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (
 	f.running--
 	f.calls = append(f.calls, string(req.Action)+" "+req.Resource.Address)
 	if f.fail[req.Resource.Address] {
-		return nil, errors.New("it broke")
+		return nil, sdk.WithHint(errors.New("it broke"), f.hint)
 	}
 	var in struct{ Value string }
 	_ = json.Unmarshal(req.Resource.Config, &in)

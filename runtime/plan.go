@@ -149,11 +149,17 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 		c.Action = changeAction()
 		c.Reasons = append(c.Reasons, "inputs change: "+strings.Join(changedInputs(prior.Inputs, r.Inputs), ", "))
 		if c.Action == Update {
-			if prov, err := pl.Providers.Provider(ctx, r.Provider); err == nil {
-				resp, err := prov.Plan(ctx, &sdk.PlanRequest{Resource: sdkResource(r), PriorConfig: mustJSON(prior.Inputs), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
-				if err == nil && resp.RequiresReplace {
-					c.Action = Replace
-				}
+			prov, err := pl.Providers.Provider(ctx, r.Provider)
+			var resp *sdk.PlanResponse
+			if err == nil {
+				resp, err = prov.Plan(ctx, &sdk.PlanRequest{Resource: sdkResource(r), PriorConfig: mustJSON(prior.Inputs), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
+			}
+			switch {
+			case err != nil:
+				plan.Warnings = append(plan.Warnings, (&ResourceError{Addr: c.Addr, Where: r.Where(), Provider: r.Provider,
+					Err: fmt.Errorf("could not ask whether the change needs a replacement, so it is planned in place: %w", err)}).Error())
+			case resp.RequiresReplace:
+				c.Action = Replace
 			}
 		}
 		return
@@ -175,7 +181,8 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 	}
 	switch {
 	case read.err != nil:
-		plan.Warnings = append(plan.Warnings, fmt.Sprintf("%s: could not read it back (%v); trusting the recorded state", c.Addr, read.err))
+		plan.Warnings = append(plan.Warnings, (&ResourceError{Addr: c.Addr, Where: r.Where(), Provider: r.Provider,
+			Err: fmt.Errorf("could not read it back, so the recorded state is trusted: %w", read.err)}).Error())
 	case !read.resp.Exists:
 		c.Action, c.Reasons = Create, []string{"gone from the world"}
 		c.Prior = nil

@@ -238,6 +238,32 @@ func TestPlanJSONHasNoSecretsAndAllChanges(t *testing.T) {
 	}
 }
 
+// A provider's error names the resource, the line that declared it (for a
+// resource declared in a library, the recipe's own line that called into
+// it) and, on a line of its own, the provider's hint; so does a failed
+// read-back, as a warning.
+func TestProviderErrorsNameTheDeclaringLineAndTheHint(t *testing.T) {
+	e := newEnv(t)
+	e.write("lib.star", "def make(name):\n    return fake.thing(name, \"1\")\n")
+	src := "load(\"lib.star\", \"make\")\n\nmake(\"a\")\nfake.thing(\"b\", \"1\")\n"
+	e.f.fail["fake.thing.a"] = true
+	e.f.hint = "start the daemon"
+	err := e.apply(e.plan(src))
+	want := "fake.thing.a (declared at " + filepath.Join(e.dir, "lib.star") + ":2, called from " + filepath.Join(e.dir, "main.star") +
+		":3): it broke\n  hint: start the daemon"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err =\n%v\nwant\n%s", err, want)
+	}
+
+	e.f.noRead["fake.thing.b"] = true
+	p := e.plan(src)
+	want = "fake.thing.b (declared at " + filepath.Join(e.dir, "main.star") + ":4): could not read it back, so the recorded state is trusted: " +
+		"the daemon is not running\n  hint: start the daemon"
+	if len(p.Warnings) != 1 || p.Warnings[0] != want {
+		t.Fatalf("warnings = %q\nwant %q", p.Warnings, want)
+	}
+}
+
 func TestProviderMissingNamesPluginAndResource(t *testing.T) {
 	e := newEnv(t)
 	p := e.plan(`fake.thing("a", "1")`)

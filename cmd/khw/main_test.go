@@ -148,8 +148,8 @@ func TestMissingPluginIsNamed(t *testing.T) {
 		t.Fatalf("exit %d\n%s", r.code, r.all())
 	}
 	for _, want := range []string{
-		`net.bridge.br0 (recipes/lib/lab.star:`, `from recipes/hardway.star:`, `plugin "hostnet" is not installed`, "khw-plugin-hostnet",
-		"run again to finish",
+		`net.bridge.br0 (declared at recipes/lib/lab.star:`, `called from recipes/hardway.star:`, `plugin "hostnet" is not installed`, "khw-plugin-hostnet",
+		"\n  hint: install the plugin", "run again to finish",
 	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,3 +185,18 @@ func (s *Buffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// StaleSocket returns a unix socket file that nobody listens on: what a
+// daemon that died leaves behind. Connecting to it is refused.
+func StaleSocket(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stale.sock")
+	ln, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	return p
+}
+

@@ -19,6 +19,20 @@ func Bridge(t testing.TB, lab *Namespace) {
 	lab.Run("ip", "link", "set", "br0", "up")
 }
 
+// Host makes a machine on the lab's network: a namespace named prefix-*
+// on the lab namespace's br0, holding ip/24, its default route through
+// the bridge's 10.200.1.1. Nothing runs in it until the test starts
+// something there.
+func Host(t testing.TB, lab *Namespace, prefix, ip string) *Namespace {
+	t.Helper()
+	ns := NewNamespace(t, prefix)
+	peer := "v" + Rand()
+	Link(t, ns, "eth0", ip+"/24", lab, peer, "")
+	lab.Run("ip", "link", "set", peer, "master", "br0")
+	ns.Run("ip", "route", "add", "default", "via", "10.200.1.1")
+	return ns
+}
+
 // SSHNode is a "node": its own network namespace on the lab's br0 with one
 // address, running a real OpenSSH sshd in its own mount namespace where
 // Home is bind-mounted over /root, so that every node has its own files.
@@ -44,11 +58,7 @@ func StartSSHNodes(t testing.TB, lab *Namespace, authorizedKeys string, nodes ma
 		n := &SSHNode{Name: name, IP: ip, dir: t.TempDir(), t: t}
 		n.Home = filepath.Join(n.dir, "root")
 		_ = os.MkdirAll(n.Home, 0o700)
-		n.NS = NewNamespace(t, "khw-"+name)
-		peer := "v" + name + Rand()[:4]
-		Link(t, n.NS, "eth0", ip+"/24", lab, peer, "")
-		lab.Run("ip", "link", "set", peer, "master", "br0")
-		n.NS.Run("ip", "route", "add", "default", "via", "10.200.1.1")
+		n.NS = Host(t, lab, "khw-"+name, ip)
 		n.NewHostKey()
 		cfg := fmt.Sprintf(`ListenAddress %s
 Port 22

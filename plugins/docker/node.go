@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 	xssh "golang.org/x/crypto/ssh"
 
+	"github.com/khw-dev/khw/plugins/internal/ipcheck"
 	"github.com/khw-dev/khw/plugins/internal/sshwait"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
@@ -141,6 +142,19 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 	cl, err := n.d.client(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// A new node must not take an address something else holds; a
+	// container of ours by this name (being replaced, or left by a killed
+	// run) may answer there itself and is not checked.
+	ct, err := inspect(ctx, cl, c.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	if ct == nil {
+		progress("checking that nothing answers at " + c.IP)
+		if err := ipcheck.Free(ctx, c.IP, c.Bridge); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := cl.ImageInspect(ctx, c.Image); notFound(err) {
 		return nil, fmt.Errorf("node image %s is not on this machine: build it with `make node-image` (from Debian's packages)", c.Image)

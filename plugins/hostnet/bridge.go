@@ -96,7 +96,7 @@ func attach(br netlink.Link, ports []string, progress sdk.Progress) error {
 		if pl.Attrs().MasterIndex != br.Attrs().Index {
 			progress("attaching " + p + " to " + br.Attrs().Name)
 			if err := netlink.LinkSetMaster(pl, br); err != nil {
-				return fmt.Errorf("attaching %s to %s: %v%s", p, br.Attrs().Name, err, rootHint(err))
+				return needsRoot(fmt.Errorf("attaching %s to %s: %w", p, br.Attrs().Name, err))
 			}
 		}
 		if err := netlink.LinkSetUp(pl); err != nil {
@@ -130,7 +130,7 @@ func (bridge) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progr
 	if l == nil {
 		progress("adding bridge " + c.Name)
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Name}}); err != nil {
-			return nil, fmt.Errorf("adding bridge %s: %v%s", c.Name, err, rootHint(err))
+			return nil, needsRoot(fmt.Errorf("adding bridge %s: %w", c.Name, err))
 		}
 		out.CreatedLink = true
 		if l, err = netlink.LinkByName(c.Name); err != nil {
@@ -145,7 +145,7 @@ func (bridge) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progr
 	}
 	if !has {
 		if err := netlink.AddrAdd(l, addr); err != nil {
-			return nil, fmt.Errorf("adding %s to %s: %v%s", c.Address, c.Name, err, rootHint(err))
+			return nil, needsRoot(fmt.Errorf("adding %s to %s: %w", c.Address, c.Name, err))
 		}
 		out.AddedAddress = true
 	}

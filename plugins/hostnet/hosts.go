@@ -101,11 +101,11 @@ func writeHosts(file, content string, mode os.FileMode) error {
 		}
 		os.Remove(name)
 		if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
-			return fmt.Errorf("writing %s: %v%s", file, err, rootHint(err))
+			return needsRoot(fmt.Errorf("writing %s: %w", file, err))
 		}
 	}
 	if err := os.WriteFile(file, []byte(content), mode); err != nil {
-		return fmt.Errorf("writing %s: %v%s", file, err, rootHint(err))
+		return needsRoot(fmt.Errorf("writing %s: %w", file, err))
 	}
 	return nil
 }

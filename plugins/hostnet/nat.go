@@ -149,7 +149,7 @@ func (nat) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progress
 	out.ExternalIface, out.Rules = ext, nil
 	for _, r := range natRules(c, ext, req.Resource.Address) {
 		if err := t.AppendUnique(r.Table, r.Chain, r.Spec...); err != nil {
-			return nil, fmt.Errorf("adding %s rule: %v%s", r.Chain, err, rootHint(err))
+			return nil, needsRoot(fmt.Errorf("adding %s rule: %w", r.Chain, err))
 		}
 		out.Rules = append(out.Rules, append([]string{r.Table, r.Chain}, r.Spec...))
 	}

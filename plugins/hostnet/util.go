@@ -3,18 +3,22 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-// rootHint explains a permission failure: only this plugin needs root.
-func rootHint(err error) string {
+// needsRoot adds what to do to a permission failure: only this plugin
+// needs root. Other errors pass unchanged.
+func needsRoot(err error) error {
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, os.ErrPermission) {
-		return " (host networking needs root: run khw as root, or set KHW_PLUGIN_PREFIX_HOSTNET=\"sudo -n -E\")"
+		return sdk.WithHint(err, "host networking needs root: run khw as root, or set KHW_PLUGIN_PREFIX_HOSTNET=\"sudo -n -E\"")
 	}
-	return ""
+	return err
 }
 
 func sysctlPath(key string) string {
@@ -24,11 +28,11 @@ func sysctlPath(key string) string {
 func readSysctl(key string) (string, error) {
 	b, err := os.ReadFile(sysctlPath(key))
 	if errors.Is(err, os.ErrNotExist) {
-		hint := ""
+		err := errors.New("sysctl " + key + " does not exist on this kernel")
 		if strings.HasPrefix(key, "net.bridge.") {
-			hint = " (load the br_netfilter module: modprobe br_netfilter)"
+			err = sdk.WithHint(err, "load the br_netfilter module: modprobe br_netfilter")
 		}
-		return "", errors.New("sysctl " + key + " does not exist on this kernel" + hint)
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), err
 }
@@ -39,7 +43,7 @@ func writeSysctl(key, value string) error {
 	}
 	err := os.WriteFile(sysctlPath(key), []byte(value+"\n"), 0o644)
 	if err != nil {
-		return errors.New("setting " + key + "=" + value + ": " + err.Error() + rootHint(err))
+		return needsRoot(fmt.Errorf("setting %s=%s: %w", key, value, err))
 	}
 	return nil
 }

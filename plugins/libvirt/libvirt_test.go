@@ -8,60 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/khw-dev/khw/internal/labtest"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-// daemon starts a private libvirtd (its own socket directory) and returns
-// the URI of its built-in test driver: a real daemon and real RPC, with a
-// fake hypervisor. It is stopped when the test ends.
+// daemon returns the URI of libvirt's test driver on a private libvirtd:
+// a real daemon and real RPC, with a fake hypervisor.
 func daemon(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run libvirtd")
-	}
-	if _, err := exec.LookPath("libvirtd"); err != nil {
-		if os.Getenv("KHW_REQUIRE_TOOLS") != "" {
-			t.Fatal("libvirtd is not installed (make deps)")
-		}
-		t.Skip("libvirtd is not installed")
-	}
-	// A libvirtd that already runs (the lab's, or the system's) serves the
-	// test driver too; two daemons as root would fight over /run/libvirt.
-	if exec.Command("virsh", "-c", "test+unix:///default", "list").Run() == nil {
-		return "test+unix:///default"
-	}
-	dir, err := os.MkdirTemp("/tmp", "khw-lv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := filepath.Join(dir, "run")
-	_ = os.MkdirAll(run, 0o755)
-	conf := filepath.Join(dir, "libvirtd.conf")
-	_ = os.WriteFile(conf, []byte("unix_sock_dir = \""+run+"\"\n"), 0o644)
-	cmd := exec.Command("libvirtd", "--config", conf, "--pid-file", filepath.Join(dir, "pid"))
-	log, _ := os.Create(filepath.Join(dir, "log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		os.RemoveAll(dir)
-	})
-	uri := "test+unix:///default?socket=" + filepath.Join(run, "libvirt-sock")
-	// The socket appears before the drivers are ready: wait for an answer.
-	for i := 0; i < 200; i++ {
-		if exec.Command("virsh", "-c", uri, "list").Run() == nil {
-			return uri
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "log"))
-	t.Fatalf("libvirtd did not start:\n%s", b)
-	return ""
+	return "test+unix:///default?socket=" + labtest.Libvirtd(t)
 }
 
 func virsh(t *testing.T, uri string, args ...string) string {
@@ -158,12 +114,46 @@ func TestVMLifecycleAgainstTheTestDriver(t *testing.T) {
 	}
 }
 
-func TestUnreachableDaemonIsAClearError(t *testing.T) {
+// A new VM is refused an address that something on a link of this
+// machine answers at, and nothing is made; a domain of ours by that name
+// (a replacement) is not checked, as it may answer there itself.
+func TestAddressInUse(t *testing.T) {
+	uri := labtest.LibvirtTestDriver(t, labtest.Libvirtd(t))
+	work := t.TempDir()
+	_ = os.WriteFile(filepath.Join(work, "id_ed25519.pub"), []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDx test\n"), 0o644)
 	p := newProvider()
-	res := resource(t, "test+unix:///default?socket=/nonexistent/libvirt-sock", "n1", "10.200.1.13")
-	_, err := p.Read(context.Background(), &sdk.ReadRequest{Resource: res})
-	if err == nil || !strings.Contains(err.Error(), "cannot reach libvirtd") || !strings.Contains(err.Error(), "start it") {
-		t.Fatalf("err = %v", err)
+	ctx := context.Background()
+	// 127.0.0.1 is on this machine: port 22 there accepts (sshd) or refuses.
+	taken := resource(t, uri, "n7", "127.0.0.1")
+	_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Action: sdk.Create, Workdir: work}, nil)
+	if err == nil || !strings.Contains(err.Error(), "IP 127.0.0.1 is already in use on br0 (something answers there: port 22 ") ||
+		sdk.HintOf(err) != "free the IP or give the node another one" {
+		t.Fatalf("err = %v, hint %q", err, sdk.HintOf(err))
+	}
+	// The test driver's state lives in this connection: ask the plugin.
+	if rr, err := p.Read(ctx, &sdk.ReadRequest{Resource: taken}); err != nil || rr.Exists {
+		t.Fatalf("a refused VM was made: %+v %v", rr, err)
+	}
+	// n7 made at an address nobody holds (behind a router: not probed),
+	// then replaced by one at the taken address: ours, so not refused.
+	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource(t, uri, "n7", "203.0.113.7"), Action: sdk.Create, Workdir: work}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Action: sdk.Replace, Workdir: work}, nil); err != nil {
+		t.Fatalf("replacing our own VM: %v", err)
+	}
+}
+
+func TestUnreachableDaemonIsAClearError(t *testing.T) {
+	// No socket, or one left by a libvirtd that died.
+	for _, sock := range []string{"/nonexistent/libvirt-sock", labtest.StaleSocket(t)} {
+		p := newProvider()
+		uri := "test+unix:///default?socket=" + sock
+		_, err := p.Read(context.Background(), &sdk.ReadRequest{Resource: resource(t, uri, "n1", "10.200.1.13")})
+		if err == nil || !strings.Contains(err.Error(), "libvirtd is not running at "+uri+" (dial unix "+sock) ||
+			!strings.Contains(sdk.HintOf(err), "systemctl start libvirtd") {
+			t.Fatalf("err = %v, hint %q", err, sdk.HintOf(err))
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	libvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/khw-dev/khw/plugins/internal/ipcheck"
 	"github.com/khw-dev/khw/plugins/internal/sshwait"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
@@ -216,6 +217,16 @@ func (h *vmHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 	l, err := h.conns.get(c.Options.URI)
 	if err != nil {
 		return nil, err
+	}
+	// A new node must not take an address something else holds. A domain
+	// of ours by this name (being replaced, or left by a killed run) may
+	// answer there itself: it is not checked, and remove() below deals
+	// with it (or refuses a domain khw did not make).
+	if _, err := l.DomainLookupByName(c.Hostname); notFound(err) {
+		progress("checking that nothing answers at " + c.IP)
+		if err := ipcheck.Free(ctx, c.IP, c.Bridge); err != nil {
+			return nil, err
+		}
 	}
 	unlock := h.poolLock(c)
 	defer func() {

@@ -71,11 +71,12 @@ func errDiags(err error) []*pb.Diagnostic {
 		return nil
 	}
 	summary, detail, _ := strings.Cut(err.Error(), "\n")
-	return []*pb.Diagnostic{{Severity: pb.Diagnostic_ERROR, Summary: summary, Detail: detail}}
+	return []*pb.Diagnostic{{Severity: pb.Diagnostic_ERROR, Summary: summary, Detail: detail, Hint: HintOf(err)}}
 }
 
-// DiagError is an error a provider reported through diagnostics.
-type DiagError struct{ Summary, Detail string }
+// DiagError is an error a provider reported through diagnostics, with
+// what to do about it when the provider knows.
+type DiagError struct{ Summary, Detail, Hint string }
 
 func (e *DiagError) Error() string {
 	if e.Detail == "" {
@@ -84,11 +85,14 @@ func (e *DiagError) Error() string {
 	return e.Summary + "\n" + e.Detail
 }
 
+// ErrorHint is the provider's hint (see Hinted).
+func (e *DiagError) ErrorHint() string { return e.Hint }
+
 func diagsErr(ds []*pb.Diagnostic) error {
 	var errs []error
 	for _, d := range ds {
 		if d.Severity == pb.Diagnostic_ERROR {
-			errs = append(errs, &DiagError{Summary: d.Summary, Detail: d.Detail})
+			errs = append(errs, &DiagError{Summary: d.Summary, Detail: d.Detail, Hint: d.Hint})
 		}
 	}
 	return errors.Join(errs...)

@@ -21,8 +21,11 @@ func (e *echo) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse,
 	return &sdk.PlanResponse{RequiresReplace: string(req.PriorConfig) != string(req.Resource.Config)}, nil
 }
 func (e *echo) Apply(_ context.Context, req *sdk.ApplyRequest, p sdk.Progress) (*sdk.ApplyResponse, error) {
-	if req.Resource.Name == "bad" {
+	switch req.Resource.Name {
+	case "bad":
 		return nil, errors.New("cannot make bad\nbecause it is bad")
+	case "hinted":
+		return nil, sdk.WithHint(errors.New("the daemon is not running"), "start it")
 	}
 	p("step 1")
 	p("step 2")
@@ -92,6 +95,14 @@ func TestGRPCErrorsTravelAsDiagnostics(t *testing.T) {
 	_, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: sdk.Resource{Type: "echo.thing", Name: "bad"}}, nil)
 	var de *sdk.DiagError
 	if !errors.As(err, &de) || de.Summary != "cannot make bad" || de.Detail != "because it is bad" {
+		t.Fatalf("err = %#v", err)
+	}
+	if h := sdk.HintOf(err); h != "" {
+		t.Fatalf("an error without a hint came back with %q", h)
+	}
+	// The hint travels in its own field, out of the message.
+	_, err = p.Apply(context.Background(), &sdk.ApplyRequest{Resource: sdk.Resource{Type: "echo.thing", Name: "hinted"}}, nil)
+	if !errors.As(err, &de) || de.Summary != "the daemon is not running" || de.Hint != "start it" || sdk.HintOf(err) != "start it" {
 		t.Fatalf("err = %#v", err)
 	}
 	_, err = p.Read(context.Background(), &sdk.ReadRequest{Resource: sdk.Resource{Type: "other.kind", Address: "other.kind.x"}})

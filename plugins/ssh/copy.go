@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -39,7 +40,31 @@ func (p *pool) connect(ctx context.Context, t *target, workdir string, deps map[
 	if err != nil {
 		return nil, err
 	}
-	return p.acquire(ctx, t, s, v, bound)
+	c, err := p.acquire(ctx, t, s, v, bound)
+	var ue *unreachableError
+	if errors.As(err, &ue) {
+		return nil, sdk.WithHint(err, unreachableHint(ue, t, workdir))
+	}
+	return c, err
+}
+
+// unreachableHint is the next step for a node that did not answer: what
+// the last attempt says about the node, and the command that tries the
+// same by hand.
+func unreachableHint(ue *unreachableError, t *target, workdir string) string {
+	try := fmt.Sprintf("ssh -i %s", local(workdir, t.Identity))
+	if t.Port != defaultPort {
+		try += fmt.Sprintf(" -p %d", t.Port)
+	}
+	try += " " + t.User + "@" + t.Host
+	switch {
+	case errors.Is(ue.last, syscall.ECONNREFUSED):
+		return fmt.Sprintf("check the node: something holds %s but nothing listens on port %d (is sshd running on %s?); try: %s", t.Host, t.Port, t.Node, try)
+	case ue.last != nil && strings.Contains(ue.last.Error(), "unable to authenticate"):
+		return fmt.Sprintf("check the node: %s does not accept khw's key for %s; authorize %s.pub in its ~%s/.ssh/authorized_keys; try: %s",
+			t.Node, t.User, local(workdir, t.Identity), t.User, try)
+	}
+	return fmt.Sprintf("check the node: is %s up, on the bridge, with sshd running? try: %s; a node still booting needs a longer timeout (--set ssh_timeout=SECONDS in the post's recipe)", t.Node, try)
 }
 
 // openSFTP connects to t's node and starts sftp; done releases both. A

@@ -534,8 +534,9 @@ func TestLab(t *testing.T) {
 			deleteTook = time.Since(t0)
 		}()
 		wg.Wait()
-		if applyErr == nil || !strings.Contains(applyErr.Error(), "node m9 (10.200.1.99:22) did not answer ssh within 3s: ") {
-			t.Errorf("apply: %v", applyErr)
+		if applyErr == nil || !strings.Contains(applyErr.Error(), "node m9 (10.200.1.99:22) did not answer ssh within 3s: ") ||
+			!strings.HasPrefix(sdk.HintOf(applyErr), "check the node: is m9 up") {
+			t.Errorf("apply: %v (hint %q)", applyErr, sdk.HintOf(applyErr))
 		}
 		if applyTook < 2500*time.Millisecond || applyTook > 8*time.Second {
 			t.Errorf("apply gave up after %v, want about 3s", applyTook)

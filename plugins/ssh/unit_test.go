@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -266,5 +267,25 @@ func TestPinnedKey(t *testing.T) {
 		"node.host.m1": sdk.Outputs(map[string]any{"host_key": authorizedKey(k2)}),
 	}); err == nil || !strings.Contains(err.Error(), "different host keys") {
 		t.Errorf("conflicting host keys: %v", err)
+	}
+}
+
+// What a node that did not answer says about the next step, by the last
+// attempt's failure.
+func TestUnreachableHint(t *testing.T) {
+	tg := &target{Node: "n1", Host: "10.200.1.13", Port: 22, User: "veeru", Identity: "id_ed25519"}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for last, want := range map[error][]string{
+		refused: {"something holds 10.200.1.13 but nothing listens on port 22", "try: ssh -i /w/id_ed25519 veeru@10.200.1.13"},
+		errors.New("ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey]"): {
+			"n1 does not accept khw's key for veeru", "authorize /w/id_ed25519.pub"},
+		errors.New("dial tcp 10.200.1.13:22: i/o timeout"): {"is n1 up", "ssh_timeout"},
+	} {
+		h := unreachableHint(&unreachableError{node: "n1", addr: tg.addr(), last: last}, tg, "/w")
+		for _, w := range want {
+			if !strings.Contains(h, w) {
+				t.Errorf("%v: hint %q lacks %q", last, h, w)
+			}
+		}
 	}
 }

@@ -106,9 +106,18 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string {
-	return fmt.Sprintf("plugin %q is not installed: no %s%s in %s (build it with `make build`, or add its directory to $%s)",
-		e.Name, BinaryPrefix, e.Name, strings.Join(e.Searched, ", "), PathEnv)
+	return fmt.Sprintf("plugin %q is not installed: no %s%s in %s", e.Name, BinaryPrefix, e.Name, strings.Join(e.Searched, ", "))
 }
+
+// ErrorHint says how to install it (sdk.Hinted).
+func (e *NotFoundError) ErrorHint() string {
+	return fmt.Sprintf("install the plugin: `make build` puts %s%s in bin/ next to bin/khw; or add the directory that holds it to $%s",
+		BinaryPrefix, e.Name, PathEnv)
+}
+
+// debugHint is the next step when a plugin dies or does not start: its
+// own output, which khw shows at debug level.
+const debugHint = "run again with KHW_LOG=debug to see what the plugin printed"
 
 // Find returns the path of plugin name's binary.
 func (h *Host) Find(name string) (string, error) {
@@ -192,7 +201,7 @@ func (h *Host) launch(ctx context.Context, name string) (*plugin.Client, sdk.Pro
 	rpc, err := client.Client()
 	if err != nil {
 		client.Kill()
-		return nil, nil, fmt.Errorf("plugin %q (%s) did not start: %v", name, path, err)
+		return nil, nil, sdk.WithHint(fmt.Errorf("plugin %q (%s) did not start: %v", name, path, err), debugHint)
 	}
 	raw, err := rpc.Dispense(sdk.PluginKey)
 	if err != nil {
@@ -257,7 +266,7 @@ func (g *guarded) wrap(err error) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if g.client.Exited() {
-		return fmt.Errorf("plugin %q crashed or was killed (%v); nothing more was sent to it", g.name, status.Convert(err).Message())
+		return sdk.WithHint(fmt.Errorf("plugin %q crashed or was killed (%v); nothing more was sent to it", g.name, status.Convert(err).Message()), debugHint)
 	}
 	return fmt.Errorf("plugin %q: %v", g.name, status.Convert(err).Message())
 }

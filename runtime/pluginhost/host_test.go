@@ -105,8 +105,8 @@ func TestPluginCrashIsNamed(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a crashed plugin made the call hang")
 	}
-	if err == nil || !strings.Contains(err.Error(), `plugin "test" crashed or was killed`) {
-		t.Fatalf("err = %v", err)
+	if err == nil || !strings.Contains(err.Error(), `plugin "test" crashed or was killed`) || !strings.Contains(sdk.HintOf(err), "KHW_LOG=debug") {
+		t.Fatalf("err = %v, hint %q", err, sdk.HintOf(err))
 	}
 }
 
@@ -117,10 +117,13 @@ func TestMissingPlugin(t *testing.T) {
 	if !errors.As(err, &nf) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`plugin "libvirt" is not installed`, "khw-plugin-libvirt", h.SearchPath[0], "make build"} {
+	for _, want := range []string{`plugin "libvirt" is not installed`, "khw-plugin-libvirt", h.SearchPath[0]} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q lacks %q", err, want)
 		}
+	}
+	if h := sdk.HintOf(err); !strings.Contains(h, "make build") || !strings.Contains(h, PathEnv) {
+		t.Errorf("hint %q does not say how to install it", h)
 	}
 }
 

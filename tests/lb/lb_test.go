@@ -27,46 +27,6 @@ type env struct {
 	ctlNS  map[string]*labtest.Namespace
 }
 
-// dockerd starts a private dockerd inside the lab namespace.
-func dockerd(t *testing.T, lab *labtest.Namespace) string {
-	t.Helper()
-	if _, err := exec.LookPath("dockerd"); err != nil {
-		if os.Getenv("KHW_REQUIRE_TOOLS") != "" {
-			t.Fatal("dockerd is not installed (make deps)")
-		}
-		t.Skip("dockerd is not installed")
-	}
-	dir, _ := os.MkdirTemp("/tmp", "khw-dockerd")
-	sock := filepath.Join(dir, "docker.sock")
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+lab.Name, "dockerd", "--bridge=none", "-H", "unix://"+sock,
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "pid"))
-	log, _ := os.Create(filepath.Join(dir, "log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _, _ = cmd.Process.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		os.RemoveAll(dir)
-	})
-	for i := 0; i < 200; i++ {
-		if exec.Command("docker", "-H", "unix://"+sock, "version").Run() == nil {
-			return sock
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "log"))
-	t.Fatalf("dockerd did not start:\n%s", b)
-	return ""
-}
-
 func setup(t *testing.T) *env {
 	labtest.RequireRoot(t)
 	e := &env{t: t, bin: labtest.Binaries(t), work: filepath.Join(t.TempDir(), "work"),
@@ -74,7 +34,7 @@ func setup(t *testing.T) *env {
 	e.recipe = filepath.Join(labtest.RepoRoot(), "recipes", "hardway.star")
 	e.lab = labtest.NewNamespace(t, "khw-lb")
 	labtest.Bridge(t, e.lab)
-	e.sock = dockerd(t, e.lab)
+	e.sock = labtest.Dockerd(t, e.lab)
 	cmd := exec.Command("bash", filepath.Join(labtest.RepoRoot(), "scripts", "lb-image.sh"))
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+e.sock)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -93,12 +53,7 @@ func setup(t *testing.T) *env {
 // controller is a namespace on br0 whose "API server" is openssl serving
 // khw's kubernetes.pem on 6443.
 func (e *env) controller(name, ip string) {
-	ns := labtest.NewNamespace(e.t, "khw-"+name)
-	peer := "v" + name + labtest.Rand()[:4]
-	labtest.Link(e.t, ns, "eth0", ip+"/24", e.lab, peer, "")
-	e.lab.Run("ip", "link", "set", peer, "master", "br0")
-	ns.Run("ip", "route", "add", "default", "via", "10.200.1.1")
-	e.ctlNS[name] = ns
+	e.ctlNS[name] = labtest.Host(e.t, e.lab, "khw-"+name, ip)
 	e.startAPI(name)
 }
 

@@ -75,10 +75,13 @@ func (Diagnostic_Severity) EnumDescriptor() ([]byte, []int) {
 }
 
 type Diagnostic struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Severity      Diagnostic_Severity    `protobuf:"varint,1,opt,name=severity,proto3,enum=khw.provider.v1.Diagnostic_Severity" json:"severity,omitempty"`
-	Summary       string                 `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
-	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Severity Diagnostic_Severity    `protobuf:"varint,1,opt,name=severity,proto3,enum=khw.provider.v1.Diagnostic_Severity" json:"severity,omitempty"`
+	Summary  string                 `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	Detail   string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// What the person can do about it, when there is an obvious next step
+	// ("start libvirtd", "free the IP"). Older khw versions ignore it.
+	Hint          string `protobuf:"bytes,4,opt,name=hint,proto3" json:"hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +133,13 @@ func (x *Diagnostic) GetSummary() string {
 func (x *Diagnostic) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *Diagnostic) GetHint() string {
+	if x != nil {
+		return x.Hint
 	}
 	return ""
 }
@@ -960,12 +970,13 @@ var File_provider_proto protoreflect.FileDescriptor
 
 const file_provider_proto_rawDesc = "" +
 	"\n" +
-	"\x0eprovider.proto\x12\x0fkhw.provider.v1\"\xa4\x01\n" +
+	"\x0eprovider.proto\x12\x0fkhw.provider.v1\"\xb8\x01\n" +
 	"\n" +
 	"Diagnostic\x12@\n" +
 	"\bseverity\x18\x01 \x01(\x0e2$.khw.provider.v1.Diagnostic.SeverityR\bseverity\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\"\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x12\n" +
+	"\x04hint\x18\x04 \x01(\tR\x04hint\"\"\n" +
 	"\bSeverity\x12\t\n" +
 	"\x05ERROR\x10\x00\x12\v\n" +
 	"\aWARNING\x10\x01\"\\\n" +
