@@ -25,7 +25,7 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	staticcheck ./...
 
-bench: build tools ## khw vs the post's cfssl+kubectl pipeline; writes bench/RESULTS.md
+bench: build tools ## the speed table (README): writes bench/RESULTS.md; KHW_BENCH_LAB=1 with the lab up
 	$(GO) run ./bench/report
 
 tools: ## the Go tools tests and lint use
