@@ -30,7 +30,7 @@ docs: ## README.md's builtin reference (khw docs) and docs/lab.svg, docs/lab.png
 	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.svg
 	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.png
 
-bench: build tools ## khw vs the post's cfssl+kubectl pipeline; writes bench/RESULTS.md
+bench: build tools ## the speed table (README): writes bench/RESULTS.md; KHW_BENCH_LAB=1 with the lab up
 	$(GO) run ./bench/report
 
 tools: ## the Go tools tests and lint use

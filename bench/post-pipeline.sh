@@ -7,15 +7,20 @@
 #
 #   bench/post-pipeline.sh DIR            # everything, into DIR
 #   bench/post-pipeline.sh DIR kubeconfigs  # only the kubeconfigs, from DIR's pems
+#
+# The post's topology (2 controllers, 2 workers, the load balancer) unless
+# KHW_POST_CONTROLLERS, KHW_POST_WORKERS ("name:ip name:ip ...") and
+# KHW_POST_LB (its IP) say otherwise: `make bench` scales the same commands
+# to 3 controllers and 100 workers that way.
 set -euo pipefail
 dir=$1
 what=${2:-all}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$dir"
 
-CONTROLLERS="m1:10.200.1.10 m2:10.200.1.11"
-WORKERS="n1:10.200.1.13 n2:10.200.1.14"
-KUBERNETES_PUBLIC_ADDRESS=10.200.1.15
+CONTROLLERS=${KHW_POST_CONTROLLERS:-"m1:10.200.1.10 m2:10.200.1.11"}
+WORKERS=${KHW_POST_WORKERS:-"n1:10.200.1.13 n2:10.200.1.14"}
+KUBERNETES_PUBLIC_ADDRESS=${KHW_POST_LB:-10.200.1.15}
 
 csr() { # file CN O [OU]
   cat > "$1-csr.json" <<JSON
@@ -48,7 +53,10 @@ certs() {
   gencert kube-proxy
   csr kube-scheduler system:kube-scheduler system:kube-scheduler
   gencert kube-scheduler
-  CERT_HOSTNAME=10.32.0.1,m1,10.200.1.10,m2,10.200.1.11,proxy,10.200.1.15,127.0.0.1,localhost,kubernetes.default
+  # The post's list, 10.32.0.1,m1,10.200.1.10,m2,10.200.1.11,proxy,..., from the node table.
+  CERT_HOSTNAME=10.32.0.1
+  for c in $CONTROLLERS; do CERT_HOSTNAME+=",${c%%:*},${c#*:}"; done
+  CERT_HOSTNAME+=",proxy,$KUBERNETES_PUBLIC_ADDRESS,127.0.0.1,localhost,kubernetes.default"
   csr kubernetes kubernetes Kubernetes
   gencert kubernetes "$CERT_HOSTNAME"
   csr service-account service-accounts Kubernetes

@@ -17,7 +17,7 @@ import (
 )
 
 // buildTestPlugin compiles plugins/sdk/testplugin as khw-plugin-test.
-func buildTestPlugin(t *testing.T) string {
+func buildTestPlugin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, BinaryPrefix+"test"), "github.com/khw-dev/khw/plugins/sdk/testplugin")

@@ -21,7 +21,8 @@ var controllerSet = []string{"ca.pem", "ca-key.pem", "kubernetes-key.pem", "kube
 // BenchmarkCopyControllerSetTo20Nodes copies the controller file set to 20
 // real sshd nodes with khw (all nodes at once) and with the post's loop
 // (scp, one node after another), in one run, and reports both and the
-// ratio. Run by make bench.
+// ratio. Not part of make bench (it needs root and network namespaces):
+// go test -run XXX -bench CopyControllerSetTo20Nodes -benchtime 3x ./tests/nodes/
 func BenchmarkCopyControllerSetTo20Nodes(b *testing.B) {
 	const n = 20
 	labtest.RequireRoot(b)

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRowResultIsItsWorstTarget(t *testing.T) {
+	for _, c := range []struct {
+		in   []status
+		want status
+	}{
+		{[]status{met, met}, met},
+		{[]status{met, missed}, missed},
+		{[]status{missed, notMeasured, met}, notMeasured},
+		{[]status{notMeasured, failed}, failed},
+	} {
+		var r row
+		for _, s := range c.in {
+			r.targets = append(r.targets, target{status: s})
+		}
+		if got := r.result(); got != c.want {
+			t.Errorf("%v: result %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestBenchMetrics(t *testing.T) {
+	out := `BenchmarkPluginRoundTrip-2   	     200	    143771 ns/op	       143.7 mean-µs	       142.2 median-µs
+BenchmarkPluginStartup/test-2         	      50	   7832778 ns/op	         7.790 mean-ms	         7.668 median-ms
+PASS`
+	m := benchMetrics(out)
+	if m["BenchmarkPluginRoundTrip"]["median-µs"] != 142.2 || m["BenchmarkPluginStartup/test"]["mean-ms"] != 7.790 {
+		t.Fatalf("metrics = %v", m)
+	}
+}
+
+func TestScaleTopologyMatchesTheRecipe(t *testing.T) {
+	// bench/scale.star: workers from host 20 of 10.200.0.0/16.
+	if got := scaleNodes("n", 3, 20); got != "n1:10.200.0.20 n2:10.200.0.21 n3:10.200.0.22" {
+		t.Fatalf("workers = %q", got)
+	}
+	if got := scaleIP(256 + 7); got != "10.200.1.7" {
+		t.Fatalf("host 263 = %s", got)
+	}
+}
+
+func writeFile(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLabTimingsFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KHW_LAB_WORKDIR", dir)
+	b := &bench{}
+	r := b.lab()
+	if r.result() != notMeasured || r.figures[0] != "not measured (run make lab first)" {
+		t.Fatalf("without a timings file: %+v", r)
+	}
+	writeFile(t, filepath.Join(dir, "timings.json"), `{"started":"2026-11-24T04:07:12Z","phases":[
+		{"name":"build","seconds":12.3},{"name":"daemons","seconds":4.1},{"name":"image","seconds":0.2},{"name":"khw run","seconds":106.4}],
+		"total_seconds":123.0}`)
+	r = b.lab()
+	all := strings.Join(r.figures, "\n")
+	for _, want := range []string{"total 123.0 s", "2026-11-24 04:07 UTC", "build 12.3 s", "daemons 4.1 s", "image 0.2 s", "khw run 106.4 s"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("figures %q lack %q", all, want)
+		}
+	}
+	if r.result() != met || r.targets[1].got != "106.4 s" {
+		t.Fatalf("row = %+v", r)
+	}
+	writeFile(t, filepath.Join(dir, "timings.json"), `{"phases":[{"name":"khw run","seconds":400}],"total_seconds":420}`)
+	if r = b.lab(); r.result() != missed {
+		t.Fatalf("a slow lab: %+v", r)
+	}
+}
+
+// The lab's figures come through scripts/lab.sh, replaced here by a fake
+// that answers as an unchanged lab would (or, with FAKE_PLAN_RC=2, as one
+// with changes pending).
+func TestLabNoChange(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KHW_LAB_WORKDIR", dir)
+	oldNetns, oldScript := labNetns, labScript
+	t.Cleanup(func() { labNetns, labScript = oldNetns, oldScript })
+	labNetns = filepath.Join(dir, "netns")
+	labScript = filepath.Join(dir, "lab.sh")
+	writeFile(t, labScript, `case "$*" in
+  "khw plan --detailed-exitcode") exit ${FAKE_PLAN_RC:-0} ;;
+  "exec true") ;;
+  "khw plan"|"khw run") echo "No changes. The lab matches the recipe." ;;
+  *) echo "unexpected: $*"; exit 9 ;;
+esac
+`)
+	b := &bench{rounds: 2}
+	if r := b.labNoChange(); r.run != nil || !strings.Contains(r.reason, "lab not up: run make lab, then make bench KHW_BENCH_LAB=1") {
+		t.Fatalf("no lab: %+v", r)
+	}
+	writeFile(t, labNetns, "")
+	writeFile(t, filepath.Join(dir, ".khw", "state.json"), "{}")
+	t.Setenv("KHW_BENCH_LAB", "")
+	if r := b.labNoChange(); r.run != nil || !strings.Contains(r.reason, "KHW_BENCH_LAB is not set") {
+		t.Fatalf("lab up, KHW_BENCH_LAB unset: %+v", r)
+	}
+	t.Setenv("KHW_BENCH_LAB", "1")
+	t.Setenv("FAKE_PLAN_RC", "2")
+	if r := b.labNoChange(); r.run != nil || !strings.Contains(r.reason, "changes pending") {
+		t.Fatalf("changes pending: %+v", r)
+	}
+	t.Setenv("FAKE_PLAN_RC", "0")
+	r := b.labNoChange()
+	if r.err != nil || r.run == nil || len(r.run.times) != 2 || len(r.plan.times) != 2 || len(r.overhead.times) != 2 {
+		t.Fatalf("lab up: %+v", r)
+	}
+}
