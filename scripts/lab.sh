@@ -11,6 +11,7 @@
 #   scripts/lab.sh khw ARGS...             run khw inside the lab on the lab's workdir
 #   scripts/lab.sh docker ARGS...          the lab's own dockerd
 #   scripts/lab.sh virsh2 ARGS...          virsh on the second hypervisor host
+#   scripts/lab.sh restart libvirtd        kill the lab's libvirtd and start it again (fault tests)
 #
 # A second hypervisor host (KHW_LAB_HOSTS=2): one more namespace, khw-hv2,
 # with its own libvirtd (own mount namespace: /run/libvirt, /var/lib/libvirt,
@@ -67,7 +68,9 @@ start_daemons() {
       say "disabling the autostart of libvirt's own NAT network 'default' (192.168.122.0/24): the lab uses br0"
       rm -f /etc/libvirt/qemu/networks/autostart/default.xml
     fi
-    in_ns virtlogd -d -p "$RUN/virtlogd.pid"
+    if ! [ -f "$RUN/virtlogd.pid" ] || ! kill -0 "$(cat "$RUN/virtlogd.pid")" 2>/dev/null; then
+      in_ns virtlogd -d -p "$RUN/virtlogd.pid"
+    fi
     in_ns libvirtd -d -p "$RUN/libvirtd.pid"
     for _ in $(seq 100); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
     say "libvirtd and virtlogd run inside $NS"
@@ -157,11 +160,25 @@ stop_daemons() {
   for pid in $(ip netns pids "$NS" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 }
 
+# phase NAME: the time since the last mark is NAME's; the phases go to
+# WORKDIR/timings.json for make bench (the format is in bench/report/lab.go).
+now() { date +%s.%N; }
+phase() {
+  local t; t=$(now)
+  PHASES="${PHASES:+$PHASES, }{\"name\": \"$1\", \"seconds\": $(awk "BEGIN{printf \"%.1f\", $t - $MARK}")}"
+  MARK=$t
+}
+
 up() {
   [ "$(id -u)" = 0 ] || { echo "lab: run as root (sudo)" >&2; exit 1; }
+  local began started; began=$(now); started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  MARK=$began PHASES=""
   bash scripts/install-deps.sh
+  phase deps
   make -s build
+  phase build
   bash scripts/guest-image.sh
+  phase image
   if ! ip netns list | grep -qw "$NS"; then
     ip netns add "$WAN"; ip netns add "$NS"
     ip link add khw-up type veth peer name khw-down
@@ -181,10 +198,15 @@ up() {
     [ -f "$WORKDIR/.khw/state.json" ] || docker_cleanup
   fi
   mkdir -p "$WORKDIR"
+  phase daemons
   say "khw run $RECIPE (accel=$ACCEL)"
   local start=$SECONDS rc=0
   khw_in_lab run "$@" || rc=$?
   say "khw run took $((SECONDS - start))s"
+  phase "khw run"
+  if [ $rc = 0 ]; then
+    printf '{"started": "%s", "phases": [%s], "total_seconds": %s}\n' "$started" "$PHASES" "$(awk "BEGIN{printf \"%.1f\", $(now) - $began}")" > "$WORKDIR/timings.json"
+  fi
   if [ ! -x bin/khw-plugin-docker ]; then
     say "the docker plugin is not built: the load balancer and its Docker network are the steps reported missing"
   fi
@@ -211,6 +233,17 @@ down() {
   say "lab removed"
 }
 
+# restart kills a lab daemon as a crash would (SIGKILL) and starts it
+# again; its VMs or containers are whatever the daemon makes of that.
+restart() {
+  case $1 in
+    libvirtd) kill -9 "$(cat "$RUN/libvirtd.pid")"; rm -f "$RUN/libvirtd.pid"
+      for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 || break; sleep 0.1; done
+      start_daemons ;;
+    *) echo "lab: restart libvirtd" >&2; exit 2 ;;
+  esac
+}
+
 # Everything runs from main, called on the last line: bash has then read
 # the whole script, so editing it while a lab runs cannot derail that run.
 main() {
@@ -221,7 +254,8 @@ main() {
     khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
     docker) shift; docker -H "unix://$DOCKER_SOCK" "$@" ;;
     virsh2) shift; in_ns virsh -c "$HV2_URI" "$@" ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    restart) restart "${2:-}" ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
   esac
 }
 main "$@"; exit $?

@@ -75,7 +75,13 @@ func waitCloudInit(ctx context.Context, l *libvirt.Libvirt, dom libvirt.Domain, 
 				return nil
 			default:
 			}
-			return fmt.Errorf("the console of %s closed before cloud-init finished (%v); last line: %q", c.Hostname, err, w.last())
+			err = fmt.Errorf("the console of %s closed before cloud-init finished (%v); last line: %q", c.Hostname, err, w.last())
+			if !l.IsConnected() {
+				// libvirtd went away (restarted, crashed): the VM may
+				// well be fine, but this run cannot tell.
+				return sdk.WithHint(err, "the connection to libvirtd at "+c.Options.URI+" was lost (was libvirtd restarted?); once it runs, run khw again: it makes "+c.Hostname+" anew")
+			}
+			return err
 		case <-tick.C:
 			if time.Since(start) > within {
 				return fmt.Errorf("cloud-init on %s did not finish within %v; last console line: %q", c.Hostname, within, w.last())

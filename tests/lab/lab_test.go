@@ -266,6 +266,9 @@ func TestThePostsLab(t *testing.T) {
 	}
 	checkNode(t, "m2")
 
+	// Faults: khw killed, libvirtd restarted, each while a VM boots.
+	faultsDuringVMCreation(t, targets())
+
 	// Destroy leaves nothing.
 	if out, err := lab(t, append([]string{"khw", "destroy"}, targets()...)...); err != nil {
 		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
@@ -346,6 +349,7 @@ func TestThePostsLabWithContainers(t *testing.T) {
 	if after := snapshot(t); after != before {
 		t.Fatal("the dry run changed the lab")
 	}
+	killedDuringTheLoadBalancer(t, docker)
 	if out, err := lab(t, append([]string{"khw", "destroy"}, docker...)...); err != nil {
 		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
 	}
