@@ -65,7 +65,7 @@ func (l *lab) state(t *testing.T) map[string]string {
 	links := regexp.MustCompile(`\w+_timer\s+[\d.]+ ?`).ReplaceAllString(l.ns.Run("ip", "-d", "link"), "")
 	s := map[string]string{
 		"links":    links,
-		"addrs":    l.ns.Run("ip", "addr"),
+		"addrs":    l.ns.Run("ip", "-4", "addr"), // IPv6 link-local addresses come and go with DAD
 		"iptables": ipt,
 	}
 	for _, k := range sysctls {
