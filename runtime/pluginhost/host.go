@@ -208,7 +208,7 @@ func (h *Host) launch(ctx context.Context, name string) (*plugin.Client, sdk.Pro
 		client.Kill()
 		return nil, nil, fmt.Errorf("plugin %q (%s): %v", name, path, err)
 	}
-	g := &guarded{name: name, client: client, p: raw.(sdk.Provider)}
+	g := &guarded{name: name, client: client, p: raw.(sdk.Provider), log: h.Logger.Named(name)}
 	sc, err := g.Describe(ctx)
 	if err != nil {
 		client.Kill()
@@ -242,11 +242,16 @@ func (h *Host) Close() {
 }
 
 // guarded turns transport failures into errors that name the plugin and
-// say whether its process died.
+// say whether its process died. Once it has died, calls fail at once with
+// that news instead of each reporting its own broken connection.
 type guarded struct {
 	name   string
 	client *plugin.Client
 	p      sdk.Provider
+	log    hclog.Logger
+
+	mu   sync.Mutex
+	dead error
 }
 
 func (g *guarded) wrap(err error) error {
@@ -266,31 +271,61 @@ func (g *guarded) wrap(err error) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if g.client.Exited() {
-		return sdk.WithHint(fmt.Errorf("plugin %q crashed or was killed (%v); nothing more was sent to it", g.name, status.Convert(err).Message()), debugHint)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.dead == nil {
+			// The transport's words (a closed connection, a refused
+			// dial) say nothing more than that; they go to the debug log.
+			g.log.Debug("plugin ended", "error", status.Convert(err).Message())
+			g.dead = sdk.WithHint(fmt.Errorf("plugin %q crashed or was killed; nothing more was sent to it", g.name), debugHint)
+		}
+		return g.dead
 	}
 	return fmt.Errorf("plugin %q: %v", g.name, status.Convert(err).Message())
 }
 
+// gone is the news of the plugin's death, once it has died.
+func (g *guarded) gone() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dead
+}
+
 func (g *guarded) Describe(ctx context.Context) (*sdk.Schema, error) {
+	if err := g.gone(); err != nil {
+		return nil, err
+	}
 	s, err := g.p.Describe(ctx)
 	return s, g.wrap(err)
 }
 
 func (g *guarded) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	if err := g.gone(); err != nil {
+		return nil, err
+	}
 	r, err := g.p.Read(ctx, req)
 	return r, g.wrap(err)
 }
 
 func (g *guarded) Plan(ctx context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	if err := g.gone(); err != nil {
+		return nil, err
+	}
 	r, err := g.p.Plan(ctx, req)
 	return r, g.wrap(err)
 }
 
 func (g *guarded) Apply(ctx context.Context, req *sdk.ApplyRequest, p sdk.Progress) (*sdk.ApplyResponse, error) {
+	if err := g.gone(); err != nil {
+		return nil, err
+	}
 	r, err := g.p.Apply(ctx, req, p)
 	return r, g.wrap(err)
 }
 
 func (g *guarded) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
+	if err := g.gone(); err != nil {
+		return err
+	}
 	return g.wrap(g.p.Delete(ctx, req))
 }

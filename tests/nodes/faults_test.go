@@ -159,6 +159,10 @@ func TestPluginKilledMidApply(t *testing.T) {
 			t.Errorf("the error lacks %q:\n%s", want, msg)
 		}
 	}
+	// The resources that came after the crash say so, not a dial error each.
+	if strings.Contains(msg, "error while dialing") {
+		t.Errorf("calls after the crash report broken connections:\n%s", msg)
+	}
 	e.noPluginLeft(t)
 
 	e.finish(t, "n2")
