@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -110,10 +111,15 @@ func TestTwoHypervisorHosts(t *testing.T) {
 	for _, n := range post {
 		checkNode(t, n)
 	}
-	local, _ := lab(t, "exec", "virsh", "list", "--name")
-	remote, _ := lab(t, "virsh2", "list", "--name")
-	t.Logf("local libvirtd runs: %s; the second host's runs: %s", strings.Fields(local), strings.Fields(remote))
-	if strings.Join(strings.Fields(local), " ") != "m1 m2" || strings.Join(strings.Fields(remote), " ") != "n1 n2" {
+	names := func(args ...string) string {
+		o, _ := lab(t, args...)
+		f := strings.Fields(o)
+		sort.Strings(f)
+		return strings.Join(f, " ")
+	}
+	local, remote := names("exec", "virsh", "list", "--name"), names("virsh2", "list", "--name")
+	t.Logf("local libvirtd runs: %s; the second host's runs: %s", local, remote)
+	if local != "m1 m2" || remote != "n1 n2" {
 		t.Fatalf("placement: local %q, second host %q; want m1 m2 and n1 n2", local, remote)
 	}
 	noChanges(t, "re-run", env, flags...)
