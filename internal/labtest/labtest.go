@@ -199,4 +199,3 @@ func StaleSocket(t testing.TB) string {
 	ln.Close()
 	return p
 }
-
