@@ -1,6 +1,7 @@
 package net
 
 import (
+	"math/big"
 	"net/netip"
 
 	"go.starlark.net/starlark"
@@ -113,12 +114,24 @@ func hostN(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs 
 	if err != nil {
 		return nil, err
 	}
-	a := p.Masked().Addr()
-	for i := 0; i < n; i++ {
-		a = a.Next()
-	}
-	if n < 0 || !p.Contains(a) {
+	a, ok := nth(p.Masked().Addr(), n)
+	if !ok || !p.Contains(a) {
 		return nil, runtime.Errorf(b, "%s has no address number %d", c, n)
 	}
 	return starlark.String(a.String()), nil
+}
+
+// nth is the address n after a, by arithmetic rather than n steps (an IPv6
+// network has more addresses than a loop can count); false when n is
+// negative or past the last address.
+func nth(a netip.Addr, n int) (netip.Addr, bool) {
+	if n < 0 {
+		return netip.Addr{}, false
+	}
+	x := new(big.Int).SetBytes(a.AsSlice())
+	x.Add(x, big.NewInt(int64(n)))
+	if x.BitLen() > a.BitLen() {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFromSlice(x.FillBytes(make([]byte, a.BitLen()/8)))
 }
