@@ -288,6 +288,9 @@ func parseCSR(d *starlark.Dict) (*csr.CertificateRequest, map[string]any, error)
 	if err := dec.Decode(req); err != nil {
 		return nil, nil, fmt.Errorf("not a cfssl CSR: %v", strings.TrimPrefix(err.Error(), "json: "))
 	}
+	if req.KeyRequest == nil { // "key": null, which cfssl reads as the default key
+		req.KeyRequest = csr.NewKeyRequest()
+	}
 	if req.CN == "" {
 		return nil, nil, fmt.Errorf("CN is empty: every certificate needs a common name")
 	}
