@@ -254,19 +254,28 @@ func jsonFileBuiltin(name string, check func(*starlark.Dict) error) runtime.Buil
 		if err != nil {
 			return nil, runtime.Errorf(b, "%v", err)
 		}
-		var v any
-		if err := json.Unmarshal(data, &v); err != nil {
-			return nil, runtime.Errorf(b, "%s is not JSON: %v", path, err)
-		}
-		d, ok := starconv.FromGo(v).(*starlark.Dict)
-		if !ok {
-			return nil, runtime.Errorf(b, "%s does not hold a JSON object", path)
+		d, err := jsonDict(data)
+		if err != nil {
+			return nil, runtime.Errorf(b, "%s %v", path, err)
 		}
 		if err := check(d); err != nil {
 			return nil, runtime.Errorf(b, "%s: %v", path, err)
 		}
 		return d, nil
 	}
+}
+
+// jsonDict decodes a cfssl JSON file, which holds an object, into a dict.
+func jsonDict(data []byte) (*starlark.Dict, error) {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("is not JSON: %v", err)
+	}
+	d, ok := starconv.FromGo(v).(*starlark.Dict)
+	if !ok {
+		return nil, fmt.Errorf("does not hold a JSON object")
+	}
+	return d, nil
 }
 
 func checkCSR(d *starlark.Dict) error { _, _, err := parseCSR(d); return err }
@@ -496,20 +505,32 @@ func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	csrPEM, err := csr.Generate(priv, creq)
-	if err != nil {
-		return nil, fmt.Errorf("making the CSR: %v", err)
-	}
-	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
+	csrPEM, cert, err := signCert(creq, priv, cfg, in.Profile, in.Hosts, caCert, caKey)
 	if err != nil {
 		return nil, err
-	}
-	cert, err := s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: in.Hosts, Profile: in.Profile})
-	if err != nil {
-		return nil, fmt.Errorf("signing: %v", err)
 	}
 	name := req.Resource.Name
 	return workspace.Write(req.Workdir,
 		workspace.File{Name: name + ".csr", Data: csrPEM},
 		workspace.File{Name: name + ".pem", Data: cert})
+}
+
+// signCert makes the CSR of creq with priv and signs it with the CA under
+// the config's profile, as `cfssl gencert -ca -ca-key -config -profile
+// -hostname` does.
+func signCert(creq *csr.CertificateRequest, priv crypto.Signer, cfg *config.Config, profile string, hosts []string,
+	caCert *x509.Certificate, caKey crypto.Signer) (csrPEM, cert []byte, err error) {
+	csrPEM, err = csr.Generate(priv, creq)
+	if err != nil {
+		return nil, nil, fmt.Errorf("making the CSR: %v", err)
+	}
+	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err = s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: hosts, Profile: profile})
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing: %v", err)
+	}
+	return csrPEM, cert, nil
 }
