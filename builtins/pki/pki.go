@@ -19,6 +19,7 @@ import (
 	goruntime "runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cloudflare/cfssl/config"
 	"github.com/cloudflare/cfssl/csr"
@@ -349,6 +350,9 @@ func parseConfig(d *starlark.Dict) (*config.Config, map[string]any, error) {
 	}
 	raw := v.(map[string]any)
 	b, _ := json.Marshal(raw)
+	if err := checkValidity(b); err != nil {
+		return nil, nil, fmt.Errorf("not a valid cfssl signing config: %v", err)
+	}
 	cfg, err := config.LoadConfig(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("not a valid cfssl signing config: %v", err)
@@ -357,6 +361,47 @@ func parseConfig(d *starlark.Dict) (*config.Config, map[string]any, error) {
 		return nil, nil, fmt.Errorf("no \"signing\" section")
 	}
 	return cfg, raw, nil
+}
+
+// checkValidity refuses a profile whose not_after is before its
+// not_before, which cfssl's LoadConfig means to refuse but panics on
+// instead (it wraps a nil error). It reads the two fields as LoadConfig
+// does; anything else wrong is LoadConfig's to say.
+func checkValidity(b []byte) error {
+	type window struct {
+		NotBefore time.Time `json:"not_before"`
+		NotAfter  time.Time `json:"not_after"`
+	}
+	var c struct {
+		Signing *struct {
+			Default  *window            `json:"default"`
+			Profiles map[string]*window `json:"profiles"`
+		} `json:"signing"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Signing == nil {
+		return nil
+	}
+	check := func(what string, w *window) error {
+		if w != nil && !w.NotBefore.IsZero() && !w.NotAfter.IsZero() && w.NotAfter.Before(w.NotBefore) {
+			return fmt.Errorf("%s: not_after %s is before not_before %s",
+				what, w.NotAfter.Format(time.RFC3339), w.NotBefore.Format(time.RFC3339))
+		}
+		return nil
+	}
+	if err := check("the default profile", c.Signing.Default); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(c.Signing.Profiles))
+	for n := range c.Signing.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := check(fmt.Sprintf("profile %q", n), c.Signing.Profiles[n]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func profileNames(cfg *config.Config) string {
