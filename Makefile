@@ -5,10 +5,15 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/khw-dev/khw/runtime.Version=$(VERSION)
 # Every plugins/NAME with a main package becomes bin/khw-plugin-NAME.
 PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
+# Fuzz targets, PACKAGE:TARGET. Plain `go test` (make test) replays their
+# seed corpora in testdata/fuzz/; `make fuzz` searches for new inputs.
+FUZZ_TARGETS := ./builtins/all:FuzzEvaluate ./builtins/all:FuzzBuiltinArgs \
+  ./builtins/pki:FuzzCSRJSON ./builtins/pki:FuzzConfigJSON ./runtime:FuzzParseState
+FUZZTIME ?= 10m
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test lint docs bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
+.PHONY: all build plugins test fuzz fuzz-ci lint docs bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
 
 all: build
 
@@ -19,6 +24,12 @@ build: ## bin/khw and every bin/khw-plugin-*
 
 test: build ## every test, against real tools (cfssl, kubectl, ...)
 	KHW_REQUIRE_TOOLS=$${KHW_REQUIRE_TOOLS-1} $(GO) test -count=1 ./...
+
+fuzz: ## each fuzz target for $(FUZZTIME) (default 10m), one after the other, on one core
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZ_TARGETS)
+
+fuzz-ci: ## each fuzz target briefly (20s), as `make check` does
+	$(MAKE) fuzz FUZZTIME=20s
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -59,7 +70,7 @@ lab-down: ## khw destroy and remove the lab
 e2e: deps build ## the whole lab, checked, then destroyed (root, ~10 min)
 	KHW_E2E=1 $(GO) test -count=1 -timeout 60m -v ./tests/lab/
 
-check: deps tools lint test e2e ## everything CI does, from a fresh machine
+check: deps tools lint test fuzz-ci e2e ## everything CI does, from a fresh machine
 
 clean:
 	rm -rf bin

@@ -71,6 +71,7 @@ func recipeError(err error) error {
 		msg = c.Error()
 	}
 	msg = strings.TrimPrefix(msg, "fail: ")
+	msg = strings.TrimPrefix(msg, "Starlark computation cancelled: ")
 	re := &RecipeError{Msg: msg}
 	if len(frames) > 0 {
 		re.Pos, re.Trace = frames[0], frames[1:]

@@ -25,7 +25,19 @@ type Options struct {
 	Params map[string]string
 	// Print receives the recipe's print() output.
 	Print io.Writer
+	// Source, when not nil, is the recipe's text: file then only names the
+	// recipe in positions and messages, and is not read.
+	Source []byte
+	// MaxSteps bounds the Starlark steps each file of the recipe (the recipe
+	// and every module it loads) may take; 0 means DefaultMaxSteps.
+	MaxSteps uint64
 }
+
+// DefaultMaxSteps is how many Starlark steps each recipe file may take,
+// about a second's work. The post's recipe takes some 3,300; the limit
+// turns a loop that never ends (for i in range(1 << 62)) into an error
+// instead of a hang.
+const DefaultMaxSteps = 10_000_000
 
 // Recipe is the result of evaluating a recipe: its resources in declaration
 // order (which is a dependency order, since a recipe can only refer to a
@@ -82,6 +94,7 @@ type evaluation struct {
 	predeclared     starlark.StringDict
 	modules         map[string]*loadEntry
 	print           io.Writer
+	maxSteps        uint64
 }
 
 type loadEntry struct {
@@ -108,21 +121,27 @@ func (reg *Registry) Evaluate(file string, opt Options) (*Recipe, error) {
 	if real, err := filepath.EvalSymlinks(absRoot); err == nil {
 		absRoot = real
 	}
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read recipe: %w", err)
+	src := opt.Source
+	if src == nil {
+		if src, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("cannot read recipe: %w", err)
+		}
 	}
 	ev := &evaluation{
 		root: absRoot, rootShown: root,
-		recipe:  &Recipe{File: file, Root: root, byAddr: map[string]*Resource{}},
-		sets:    opt.Params,
-		used:    map[string]bool{},
-		params:  map[string]*Param{},
-		modules: map[string]*loadEntry{},
-		print:   opt.Print,
+		recipe:   &Recipe{File: file, Root: root, byAddr: map[string]*Resource{}},
+		sets:     opt.Params,
+		used:     map[string]bool{},
+		params:   map[string]*Param{},
+		modules:  map[string]*loadEntry{},
+		print:    opt.Print,
+		maxSteps: opt.MaxSteps,
 	}
 	if ev.print == nil {
 		ev.print = io.Discard
+	}
+	if ev.maxSteps == 0 {
+		ev.maxSteps = DefaultMaxSteps
 	}
 	ev.predeclared = reg.predeclared()
 	ev.predeclared["json"] = json.Module
@@ -164,6 +183,10 @@ func (ev *evaluation) newThread(name string) *starlark.Thread {
 		Print: func(t *starlark.Thread, msg string) {
 			fmt.Fprintf(ev.print, "%s: %s\n", t.CallFrame(1).Pos, msg)
 		},
+	}
+	t.SetMaxExecutionSteps(ev.maxSteps)
+	t.OnMaxSteps = func(t *starlark.Thread) {
+		t.Cancel(fmt.Sprintf("the recipe took more than %d steps: does a loop never end?", ev.maxSteps))
 	}
 	t.SetLocal(threadKey, ev)
 	return t

@@ -54,6 +54,20 @@ func TestLoadCycleIsAnError(t *testing.T) {
 	}
 }
 
+func TestALoopThatNeverEndsIsAnError(t *testing.T) {
+	e := newEnv(t)
+	e.write("lib/spin.star", "def spin():\n    for i in range(1 << 62):\n        pass\n")
+	for _, src := range []string{
+		"for i in range(1 << 62):\n    pass\n",
+		"load(\"lib/spin.star\", \"spin\")\nspin()\n",
+	} {
+		_, err := e.reg.Evaluate(filepath.Join(e.dir, "main.star"), runtime.Options{Source: []byte(src), MaxSteps: 10000})
+		if err == nil || !strings.Contains(err.Error(), "main.star:") || !strings.Contains(err.Error(), "the recipe took more than 10000 steps") {
+			t.Errorf("%q: err = %v", src, err)
+		}
+	}
+}
+
 func TestParams(t *testing.T) {
 	e := newEnv(t)
 	src := `

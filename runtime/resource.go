@@ -164,29 +164,37 @@ func (f *File) Attr(name string) (starlark.Value, error) {
 func (f *File) AttrNames() []string { return []string{"path", "producer", "secret"} }
 
 // Refs returns the addresses v refers to (handles and files, inside lists,
-// tuples and dicts), sorted and without repeats.
+// tuples and dicts), sorted and without repeats. Strings and other values
+// refer to nothing; a list or dict that contains itself is walked once.
 func Refs(vs ...starlark.Value) []string {
 	seen := map[string]bool{}
-	var walk func(v starlark.Value)
-	walk = func(v starlark.Value) {
+	walked := map[starlark.Value]bool{} // lists and dicts
+	todo := append([]starlark.Value(nil), vs...)
+	for len(todo) > 0 {
+		v := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
 		switch x := v.(type) {
 		case *Handle:
 			seen[x.Res.Addr()] = true
 		case *File:
 			seen[x.Producer] = true
-		case starlark.Indexable: // list, tuple
-			for i := 0; i < x.Len(); i++ {
-				walk(x.Index(i))
+		case *starlark.List:
+			if !walked[x] {
+				walked[x] = true
+				for i := 0; i < x.Len(); i++ {
+					todo = append(todo, x.Index(i))
+				}
 			}
+		case starlark.Tuple:
+			todo = append(todo, x...)
 		case *starlark.Dict:
-			for _, it := range x.Items() {
-				walk(it[0])
-				walk(it[1])
+			if !walked[x] {
+				walked[x] = true
+				for _, it := range x.Items() {
+					todo = append(todo, it[0], it[1])
+				}
 			}
 		}
-	}
-	for _, v := range vs {
-		walk(v)
 	}
 	out := make([]string, 0, len(seen))
 	for a := range seen {

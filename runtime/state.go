@@ -133,14 +133,23 @@ func (s *Store) Put(addr string, rs *ResourceState) error {
 }
 
 func (s *Store) save() error {
-	b, err := json.MarshalIndent(s.state, "", "  ")
+	b, err := encodeState(s.state)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(s.path()), 0o700); err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.path(), append(b, '\n'), 0o600)
+	return WriteFileAtomic(s.path(), b, 0o600)
+}
+
+// encodeState is the state file's text, which ParseState reads back.
+func encodeState(st *State) ([]byte, error) {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // Lock takes the workdir's lock, creating the workdir (0700) if needed. A

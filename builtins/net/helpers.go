@@ -1,6 +1,7 @@
 package net
 
 import (
+	"math/big"
 	"net/netip"
 
 	"go.starlark.net/starlark"
@@ -126,11 +127,8 @@ func hostN(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs 
 	if err != nil {
 		return nil, err
 	}
-	a := p.Masked().Addr()
-	for i := 0; i < n; i++ {
-		a = a.Next()
-	}
-	if n < 0 || !p.Contains(a) {
+	a, ok := nth(p.Masked().Addr(), n)
+	if !ok || !p.Contains(a) {
 		return nil, runtime.Errorf(b, "%s has no address number %d", c, n)
 	}
 	return starlark.String(a.String()), nil
@@ -144,12 +142,22 @@ func index(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs 
 	if !p.Contains(a) {
 		return nil, runtime.Errorf(b, "%s is not an address inside %s", a, p)
 	}
-	// Both addresses share the prefix, so the difference lies in the low
-	// 64 bits (an IPv4 address sits in the low 32 of its 16-byte form).
-	x, y := a.As16(), p.Masked().Addr().As16()
-	var n uint64
-	for i := 8; i < 16; i++ {
-		n = n<<8 | uint64(x[i]-y[i])
+	n := new(big.Int).SetBytes(a.AsSlice())
+	n.Sub(n, new(big.Int).SetBytes(p.Masked().Addr().AsSlice()))
+	return starlark.MakeBigInt(n), nil
+}
+
+// nth is the address n after a, by arithmetic rather than n steps (an IPv6
+// network has more addresses than a loop can count); false when n is
+// negative or past the last address.
+func nth(a netip.Addr, n int) (netip.Addr, bool) {
+	if n < 0 {
+		return netip.Addr{}, false
 	}
-	return starlark.MakeUint64(n), nil
+	x := new(big.Int).SetBytes(a.AsSlice())
+	x.Add(x, big.NewInt(int64(n)))
+	if x.BitLen() > a.BitLen() {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFromSlice(x.FillBytes(make([]byte, a.BitLen()/8)))
 }

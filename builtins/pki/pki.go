@@ -19,6 +19,7 @@ import (
 	goruntime "runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cloudflare/cfssl/config"
 	"github.com/cloudflare/cfssl/csr"
@@ -254,19 +255,28 @@ func jsonFileBuiltin(name string, check func(*starlark.Dict) error) runtime.Buil
 		if err != nil {
 			return nil, runtime.Errorf(b, "%v", err)
 		}
-		var v any
-		if err := json.Unmarshal(data, &v); err != nil {
-			return nil, runtime.Errorf(b, "%s is not JSON: %v", path, err)
-		}
-		d, ok := starconv.FromGo(v).(*starlark.Dict)
-		if !ok {
-			return nil, runtime.Errorf(b, "%s does not hold a JSON object", path)
+		d, err := jsonDict(data)
+		if err != nil {
+			return nil, runtime.Errorf(b, "%s %v", path, err)
 		}
 		if err := check(d); err != nil {
 			return nil, runtime.Errorf(b, "%s: %v", path, err)
 		}
 		return d, nil
 	}
+}
+
+// jsonDict decodes a cfssl JSON file, which holds an object, into a dict.
+func jsonDict(data []byte) (*starlark.Dict, error) {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("is not JSON: %v", err)
+	}
+	d, ok := starconv.FromGo(v).(*starlark.Dict)
+	if !ok {
+		return nil, fmt.Errorf("does not hold a JSON object")
+	}
+	return d, nil
 }
 
 func checkCSR(d *starlark.Dict) error { _, _, err := parseCSR(d); return err }
@@ -287,6 +297,9 @@ func parseCSR(d *starlark.Dict) (*csr.CertificateRequest, map[string]any, error)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(req); err != nil {
 		return nil, nil, fmt.Errorf("not a cfssl CSR: %v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if req.KeyRequest == nil { // "key": null, which cfssl reads as the default key
+		req.KeyRequest = csr.NewKeyRequest()
 	}
 	if req.CN == "" {
 		return nil, nil, fmt.Errorf("CN is empty: every certificate needs a common name")
@@ -337,6 +350,9 @@ func parseConfig(d *starlark.Dict) (*config.Config, map[string]any, error) {
 	}
 	raw := v.(map[string]any)
 	b, _ := json.Marshal(raw)
+	if err := checkValidity(b); err != nil {
+		return nil, nil, fmt.Errorf("not a valid cfssl signing config: %v", err)
+	}
 	cfg, err := config.LoadConfig(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("not a valid cfssl signing config: %v", err)
@@ -345,6 +361,47 @@ func parseConfig(d *starlark.Dict) (*config.Config, map[string]any, error) {
 		return nil, nil, fmt.Errorf("no \"signing\" section")
 	}
 	return cfg, raw, nil
+}
+
+// checkValidity refuses a profile whose not_after is before its
+// not_before, which cfssl's LoadConfig means to refuse but panics on
+// instead (it wraps a nil error). It reads the two fields as LoadConfig
+// does; anything else wrong is LoadConfig's to say.
+func checkValidity(b []byte) error {
+	type window struct {
+		NotBefore time.Time `json:"not_before"`
+		NotAfter  time.Time `json:"not_after"`
+	}
+	var c struct {
+		Signing *struct {
+			Default  *window            `json:"default"`
+			Profiles map[string]*window `json:"profiles"`
+		} `json:"signing"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Signing == nil {
+		return nil
+	}
+	check := func(what string, w *window) error {
+		if w != nil && !w.NotBefore.IsZero() && !w.NotAfter.IsZero() && w.NotAfter.Before(w.NotBefore) {
+			return fmt.Errorf("%s: not_after %s is before not_before %s",
+				what, w.NotAfter.Format(time.RFC3339), w.NotBefore.Format(time.RFC3339))
+		}
+		return nil
+	}
+	if err := check("the default profile", c.Signing.Default); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(c.Signing.Profiles))
+	for n := range c.Signing.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := check(fmt.Sprintf("profile %q", n), c.Signing.Profiles[n]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func profileNames(cfg *config.Config) string {
@@ -493,20 +550,32 @@ func applyCert(ctx context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	csrPEM, err := csr.Generate(priv, creq)
-	if err != nil {
-		return nil, fmt.Errorf("making the CSR: %v", err)
-	}
-	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
+	csrPEM, cert, err := signCert(creq, priv, cfg, in.Profile, in.Hosts, caCert, caKey)
 	if err != nil {
 		return nil, err
-	}
-	cert, err := s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: in.Hosts, Profile: in.Profile})
-	if err != nil {
-		return nil, fmt.Errorf("signing: %v", err)
 	}
 	name := req.Resource.Name
 	return workspace.Write(req.Workdir,
 		workspace.File{Name: name + ".csr", Data: csrPEM},
 		workspace.File{Name: name + ".pem", Data: cert})
+}
+
+// signCert makes the CSR of creq with priv and signs it with the CA under
+// the config's profile, as `cfssl gencert -ca -ca-key -config -profile
+// -hostname` does.
+func signCert(creq *csr.CertificateRequest, priv crypto.Signer, cfg *config.Config, profile string, hosts []string,
+	caCert *x509.Certificate, caKey crypto.Signer) (csrPEM, cert []byte, err error) {
+	csrPEM, err = csr.Generate(priv, creq)
+	if err != nil {
+		return nil, nil, fmt.Errorf("making the CSR: %v", err)
+	}
+	s, err := local.NewSigner(caKey, caCert, signer.DefaultSigAlgo(caKey), cfg.Signing)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err = s.Sign(signer.SignRequest{Request: string(csrPEM), Hosts: hosts, Profile: profile})
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing: %v", err)
+	}
+	return csrPEM, cert, nil
 }

@@ -10,10 +10,20 @@ import (
 	"go.starlark.net/starlark"
 )
 
+// MaxDepth is how deeply ToGo follows lists and dicts inside each other. It
+// is far more than any configuration needs, and it stops a list or dict
+// that contains itself.
+const MaxDepth = 100
+
 // ToGo converts None, bool, int, float, string, list, tuple and dict (with
 // string keys) into nil, bool, int64, float64, string, []any and
 // map[string]any.
-func ToGo(v starlark.Value) (any, error) {
+func ToGo(v starlark.Value) (any, error) { return toGo(v, 0) }
+
+func toGo(v starlark.Value, depth int) (any, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("lists and dicts nested more than %d deep (does one contain itself?)", MaxDepth)
+	}
 	switch x := v.(type) {
 	case starlark.NoneType:
 		return nil, nil
@@ -37,7 +47,7 @@ func ToGo(v starlark.Value) (any, error) {
 		it := x.(starlark.Indexable)
 		out := make([]any, 0, it.Len())
 		for i := 0; i < it.Len(); i++ {
-			e, err := ToGo(it.Index(i))
+			e, err := toGo(it.Index(i), depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -51,7 +61,7 @@ func ToGo(v starlark.Value) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("dict key %s is not a string", kv[0])
 			}
-			e, err := ToGo(kv[1])
+			e, err := toGo(kv[1], depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
@@ -106,11 +116,15 @@ func Strings(what string, v starlark.Value) ([]string, error) {
 	if v == nil || v == starlark.None {
 		return nil, nil
 	}
-	it, ok := v.(starlark.Indexable)
-	if !ok {
-		if _, isStr := v.(starlark.String); isStr {
-			return nil, fmt.Errorf("%s must be a list of strings, not a single string (write [%s])", what, v)
-		}
+	var it starlark.Indexable
+	switch x := v.(type) {
+	case *starlark.List:
+		it = x
+	case starlark.Tuple:
+		it = x
+	case starlark.String:
+		return nil, fmt.Errorf("%s must be a list of strings, not a single string (write [%s])", what, v)
+	default: // a range is Indexable too, and may be too long to hold
 		return nil, fmt.Errorf("%s must be a list of strings, not %s", what, v.Type())
 	}
 	out := make([]string, 0, it.Len())
