@@ -96,8 +96,8 @@ func TestLabNoChange(t *testing.T) {
 	labScript = filepath.Join(dir, "lab.sh")
 	writeFile(t, labScript, `case "$*" in
   "khw plan --detailed-exitcode") exit ${FAKE_PLAN_RC:-0} ;;
-  "exec true") ;;
-  "khw plan"|"khw run") echo "No changes. The lab matches the recipe." ;;
+  "exec true"|"exec ssh "*) ;;
+  "khw plan"|"khw run"|"khw plan --target "*|"khw run --refresh=false") echo "No changes. The lab matches the recipe." ;;
   *) echo "unexpected: $*"; exit 9 ;;
 esac
 `)
@@ -118,7 +118,8 @@ esac
 	}
 	t.Setenv("FAKE_PLAN_RC", "0")
 	r := b.labNoChange()
-	if r.err != nil || r.run == nil || len(r.run.times) != 2 || len(r.plan.times) != 2 || len(r.overhead.times) != 2 {
+	if r.err != nil || r.run == nil || len(r.run.times) != 2 || len(r.plan.times) != 2 || len(r.overhead.times) != 2 ||
+		len(r.copies.times) != 2 || len(r.login.times) != 2 || len(r.trusting.times) != 2 {
 		t.Fatalf("lab up: %+v", r)
 	}
 }
