@@ -176,7 +176,21 @@ func (s *Store) Lock() error {
 		return fmt.Errorf("workdir %s is locked by %s: two runs on one workdir would corrupt it; wait for that run to end or stop it", s.workdir, who)
 	}
 	s.lock = f
+	removeStaleTemps(s.workdir, dir)
 	return nil
+}
+
+// removeStaleTemps deletes the temporary files WriteFileAtomic leaves when
+// its run is killed (SIGKILL, a power cut) between writing and renaming.
+// Only the lock's holder writes in the workdir, so with the lock held any
+// such file is a dead run's.
+func removeStaleTemps(dirs ...string) {
+	for _, d := range dirs {
+		stale, _ := filepath.Glob(filepath.Join(d, ".*.tmp-*"))
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // Unlock releases the lock taken by Lock.

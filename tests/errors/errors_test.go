@@ -89,7 +89,7 @@ func TestProviderErrorsPointHome(t *testing.T) {
 				sock := filepath.Join(t.TempDir(), "no-libvirtd.sock")
 				return e.bin, nil, append(vm, "--set", "libvirt_uri=qemu+unix:///system?socket="+sock), nil
 			},
-			addr: "vm.n1", where: `recipes/hardway\.star:\d+`,
+			addr: "vm.n1", where: `recipes/lib/lab\.star:\d+, called from recipes/hardway\.star:\d+`,
 			msg:  `libvirtd is not running at qemu\+unix:///system\?socket=\S+/no-libvirtd\.sock \(dial unix \S+: connect: no such file or directory\)`,
 			hint: "start it (systemctl start libvirtd",
 		},
@@ -97,7 +97,7 @@ func TestProviderErrorsPointHome(t *testing.T) {
 			setup: func(t *testing.T) (string, []string, []string, func(*testing.T)) {
 				return e.without(t, "libvirt"), nil, vm, nil
 			},
-			addr: "vm.n1", where: `recipes/hardway\.star:\d+`,
+			addr: "vm.n1", where: `recipes/lib/lab\.star:\d+, called from recipes/hardway\.star:\d+`,
 			msg:  `plugin "libvirt" is not installed: no khw-plugin-libvirt in `,
 			hint: "install the plugin: `make build` puts khw-plugin-libvirt in bin/",
 		},
@@ -106,7 +106,7 @@ func TestProviderErrorsPointHome(t *testing.T) {
 				uri := labtest.LibvirtTestDriver(t, labtest.Libvirtd(t))
 				return e.bin, nil, append(vm, "--set", "libvirt_uri="+uri), nil
 			},
-			addr: "vm.n1", where: `recipes/hardway\.star:\d+`,
+			addr: "vm.n1", where: `recipes/lib/lab\.star:\d+, called from recipes/hardway\.star:\d+`,
 			msg:  `IP 10\.200\.1\.13 is already in use on br0 \(something answers there: port 22 refused a connection\)`,
 			hint: "free the IP or give the node another one",
 		},
@@ -121,7 +121,7 @@ func TestProviderErrorsPointHome(t *testing.T) {
 				}
 				return e.bin, []string{"DOCKER_HOST=unix://" + sock}, []string{"--target", "vm.n1", "--set", "hypervisor=docker"}, check
 			},
-			addr: "vm.n1", where: `recipes/hardway\.star:\d+`,
+			addr: "vm.n1", where: `recipes/lib/lab\.star:\d+, called from recipes/hardway\.star:\d+`,
 			msg:  `IP 10\.200\.1\.13 is already in use on br0 \(something answers there: port 22 refused a connection\)`,
 			hint: "free the IP or give the node another one",
 		},
@@ -130,7 +130,7 @@ func TestProviderErrorsPointHome(t *testing.T) {
 				sock := filepath.Join(t.TempDir(), "no-dockerd.sock")
 				return e.bin, []string{"DOCKER_HOST=unix://" + sock}, []string{"--target", "docker.network"}, nil
 			},
-			addr: "docker.network.br0", where: `recipes/hardway\.star:\d+`,
+			addr: "docker.network.br0", where: `recipes/lib/lab\.star:\d+, called from recipes/hardway\.star:\d+`,
 			msg:  `dockerd is not running at unix://\S+/no-dockerd\.sock \(dial unix \S+: connect: no such file or directory\)`,
 			hint: "start it (systemctl start docker",
 		},
