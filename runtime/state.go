@@ -180,13 +180,17 @@ func (s *Store) Lock() error {
 	return nil
 }
 
+// tempName is the pattern of WriteFileAtomic's temporary file for base
+// (os.CreateTemp puts a random string for the last '*').
+func tempName(base string) string { return "." + base + ".tmp-*" }
+
 // removeStaleTemps deletes the temporary files WriteFileAtomic leaves when
 // its run is killed (SIGKILL, a power cut) between writing and renaming.
 // Only the lock's holder writes in the workdir, so with the lock held any
 // such file is a dead run's.
 func removeStaleTemps(dirs ...string) {
 	for _, d := range dirs {
-		stale, _ := filepath.Glob(filepath.Join(d, ".*.tmp-*"))
+		stale, _ := filepath.Glob(filepath.Join(d, tempName("*")))
 		for _, p := range stale {
 			_ = os.Remove(p)
 		}
@@ -232,7 +236,7 @@ func lockHolder(f *os.File) int {
 // killed half-way) sees either the old file or the new one, never a part.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, tempName(filepath.Base(path)))
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,10 @@ func (b *bench) labNoChange() labRuns {
 	lab := func(args ...string) *exec.Cmd {
 		return exec.Command("bash", append([]string{labScript}, args...)...)
 	}
+	// in is a series' command: the same lab.sh call every round.
+	in := func(args ...string) func(string) *exec.Cmd {
+		return func(string) *exec.Cmd { return lab(args...) }
+	}
 	out, err := lab("khw", "plan", "--detailed-exitcode").CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == 2 {
@@ -70,17 +74,15 @@ func (b *bench) labNoChange() labRuns {
 		return labRuns{err: fmt.Errorf("scripts/lab.sh khw plan: %v\n%s", err, out)}
 	}
 	r := labRuns{
-		overhead: command("row 3: scripts/lab.sh exec true", func(string) *exec.Cmd { return lab("exec", "true") }, nil),
-		plan:     command("row 3: khw plan, lab", func(string) *exec.Cmd { return lab("khw", "plan") }, nil),
-		run:      command("row 3: khw run, nothing changed, lab", func(string) *exec.Cmd { return lab("khw", "run") }, noChange),
+		overhead: command("row 3: scripts/lab.sh exec true", in("exec", "true"), nil),
+		plan:     command("row 3: khw plan, lab", in("khw", "plan"), nil),
+		run:      command("row 3: khw run, nothing changed, lab", in("khw", "run"), noChange),
 	}
-	r.copies = command("row 3: khw plan --target node.copy, lab", func(string) *exec.Cmd { return lab("khw", "plan", "--target", "node.copy") }, nil)
-	r.vms = command("row 3: khw plan --target vm., lab", func(string) *exec.Cmd { return lab("khw", "plan", "--target", "vm.") }, nil)
-	r.login = command("row 3: ssh to m1 (OpenSSH), lab", func(string) *exec.Cmd {
-		return lab("exec", "ssh", "-i", filepath.Join(labWorkdir(), "id_ed25519"), "-o", "UserKnownHostsFile="+filepath.Join(labWorkdir(), "known_hosts"),
-			"-o", "BatchMode=yes", "veeru@10.200.1.10", "true")
-	}, nil)
-	r.trusting = command("row 3: khw run --refresh=false, nothing changed, lab", func(string) *exec.Cmd { return lab("khw", "run", "--refresh=false") }, noChange)
+	r.copies = command("row 3: khw plan --target node.copy, lab", in("khw", "plan", "--target", "node.copy"), nil)
+	r.vms = command("row 3: khw plan --target vm., lab", in("khw", "plan", "--target", "vm."), nil)
+	r.login = command("row 3: ssh to m1 (OpenSSH), lab", in("exec", "ssh", "-i", filepath.Join(labWorkdir(), "id_ed25519"), "-o", "UserKnownHostsFile="+filepath.Join(labWorkdir(), "known_hosts"),
+		"-o", "BatchMode=yes", "veeru@10.200.1.10", "true"), nil)
+	r.trusting = command("row 3: khw run --refresh=false, nothing changed, lab", in("khw", "run", "--refresh=false"), noChange)
 	b.all = append(b.all, r.overhead, r.plan, r.run, r.copies, r.vms, r.login, r.trusting)
 	if err := interleave("row 3, the lab", b.rounds, r.overhead, r.plan, r.run, r.copies, r.vms, r.login, r.trusting); err != nil {
 		return labRuns{err: err}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/khw-dev/khw/internal/labtest"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -32,7 +33,7 @@ func TestFullDisk(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("a run on a full disk succeeded:\n%s", r.all())
 	}
-	t.Logf("khw said:\n%s", tailLines(r.stderr, 4))
+	t.Logf("khw said:\n%s", labtest.Tail(r.stderr, 4))
 	if !strings.Contains(r.stderr, "no space left on device") {
 		t.Errorf("the error does not say the disk is full:\n%s", r.stderr)
 	}
@@ -82,9 +83,4 @@ func TestFullDisk(t *testing.T) {
 	if r := runLocal(t, work); !strings.Contains(r.stdout, "No changes.") {
 		t.Fatalf("third run is not a no-op:\n%s", r.stdout)
 	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // RepoRoot is the repository's root directory.
@@ -198,4 +199,21 @@ func StaleSocket(t testing.TB) string {
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 	return p
+}
+
+// Tail is the last n lines of s, for a test's log.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// Lingering waits up to within for every process whose command line
+// matches pattern (pgrep -f) to end, and returns those still there.
+func Lingering(pattern string, within time.Duration) string {
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		o, _ := Output("pgrep", "-af", pattern)
+		if o = strings.TrimSpace(o); o == "" || time.Now().After(deadline) {
+			return o
+		}
+	}
 }

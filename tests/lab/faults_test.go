@@ -29,7 +29,7 @@ func background(t *testing.T, args ...string) (*labtest.Buffer, func() error) {
 		case err := <-done:
 			return err
 		case <-time.After(5 * time.Minute):
-			t.Fatalf("khw did not end:\n%s", tail(out.String(), 20))
+			t.Fatalf("khw did not end:\n%s", labtest.Tail(out.String(), 20))
 			return nil
 		}
 	}
@@ -43,7 +43,7 @@ func waitOutput(t *testing.T, out *labtest.Buffer, what string) {
 			return
 		}
 	}
-	t.Fatalf("the run never printed %q:\n%s", what, tail(out.String(), 20))
+	t.Fatalf("the run never printed %q:\n%s", what, labtest.Tail(out.String(), 20))
 }
 
 // killKhw sends SIGKILL to the running khw (there is one).
@@ -61,15 +61,8 @@ func killKhw(t *testing.T) {
 // noPluginLeft: no plugin process of this checkout outlives khw.
 func noPluginLeft(t *testing.T) {
 	t.Helper()
-	pat := filepath.Join(root, "bin", "khw-plugin-")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		o, _ := labtest.Output("pgrep", "-af", pat)
-		if strings.TrimSpace(o) == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugins outlived khw:\n%s", o)
-		}
+	if o := labtest.Lingering(filepath.Join(root, "bin", "khw-plugin-"), 5*time.Second); o != "" {
+		t.Fatalf("plugins outlived khw:\n%s", o)
 	}
 }
 
@@ -99,7 +92,7 @@ func faultsDuringVMCreation(t *testing.T, flags []string) {
 	killKhw(t)
 	_ = wait()
 	noPluginLeft(t)
-	t.Logf("khw killed while m2 booted:\n%s", tail(out.String(), 3))
+	t.Logf("khw killed while m2 booted:\n%s", labtest.Tail(out.String(), 3))
 
 	out, wait = background(t, append([]string{"run"}, flags...)...)
 	waitOutput(t, out, "vm.m2: booting")
@@ -108,7 +101,7 @@ func faultsDuringVMCreation(t *testing.T, flags []string) {
 	}
 	err := wait()
 	msg := out.String()
-	t.Logf("libvirtd restarted while m2 booted; khw said:\n%s", tail(msg, 6))
+	t.Logf("libvirtd restarted while m2 booted; khw said:\n%s", labtest.Tail(msg, 6))
 	if err == nil {
 		t.Fatal("the run went on as if libvirtd had not been restarted")
 	}
@@ -121,7 +114,7 @@ func faultsDuringVMCreation(t *testing.T, flags []string) {
 
 	final, err := lab(t, append([]string{"khw", "run"}, flags...)...)
 	if err != nil || !strings.Contains(final, "vm.m2: replaced") {
-		t.Fatalf("the run after the faults: %v\n%s", err, tail(final, 30))
+		t.Fatalf("the run after the faults: %v\n%s", err, labtest.Tail(final, 30))
 	}
 	if n := count(t, "m2", "exec", "virsh", "list", "--all", "--name"); n != 1 {
 		t.Errorf("%d domains named m2", n)
@@ -133,7 +126,7 @@ func faultsDuringVMCreation(t *testing.T, flags []string) {
 	}
 	checkNode(t, "m2")
 	if out, err := lab(t, append([]string{"khw", "run"}, flags...)...); err != nil || !strings.Contains(out, "No changes.") {
-		t.Fatalf("the run after that: %v\n%s", err, tail(out, 20))
+		t.Fatalf("the run after that: %v\n%s", err, labtest.Tail(out, 20))
 	}
 }
 
@@ -149,9 +142,9 @@ func killedDuringTheLoadBalancer(t *testing.T, flags []string) {
 	killKhw(t)
 	_ = wait()
 	noPluginLeft(t)
-	t.Logf("khw killed while it made the load balancer:\n%s", tail(out.String(), 3))
+	t.Logf("khw killed while it made the load balancer:\n%s", labtest.Tail(out.String(), 3))
 	if o, err := lab(t, append([]string{"khw", "run"}, flags...)...); err != nil {
-		t.Fatalf("the run after the kill: %v\n%s", err, tail(o, 20))
+		t.Fatalf("the run after the kill: %v\n%s", err, labtest.Tail(o, 20))
 	}
 	if n := count(t, "proxy", "docker", "ps", "-a", "--format", "{{.Names}}"); n != 1 {
 		t.Errorf("%d containers named proxy", n)
@@ -160,6 +153,6 @@ func killedDuringTheLoadBalancer(t *testing.T, flags []string) {
 		t.Errorf("the load balancer after the kill: %v\n%s", err, conf)
 	}
 	if o, err := lab(t, append([]string{"khw", "run"}, flags...)...); err != nil || !strings.Contains(o, "No changes.") {
-		t.Fatalf("the run after that: %v\n%s", err, tail(o, 20))
+		t.Fatalf("the run after that: %v\n%s", err, labtest.Tail(o, 20))
 	}
 }

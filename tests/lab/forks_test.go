@@ -27,7 +27,7 @@ func startLab(t *testing.T, env []string, flags ...string) {
 	})
 	start := time.Now()
 	out, err := labEnv(t, env, append([]string{"up"}, flags...)...)
-	t.Logf("lab up: %v\n%s", time.Since(start).Round(time.Second), tail(out, 25))
+	t.Logf("lab up: %v\n%s", time.Since(start).Round(time.Second), labtest.Tail(out, 25))
 	if err != nil || !strings.Contains(out, "Apply complete!") {
 		t.Fatalf("lab up failed: %v", err)
 	}
@@ -38,7 +38,7 @@ func noChanges(t *testing.T, what string, env []string, flags ...string) {
 	t.Helper()
 	out, err := labEnv(t, env, append([]string{"khw", "run"}, flags...)...)
 	if err != nil || !strings.Contains(out, "No changes.") {
-		t.Fatalf("%s: %v\n%s", what, err, tail(out, 30))
+		t.Fatalf("%s: %v\n%s", what, err, labtest.Tail(out, 30))
 	}
 }
 
@@ -88,7 +88,7 @@ func TestThreeMastersFork(t *testing.T) {
 	noChanges(t, "the post's recipe with --set controllers=3 on the fork's lab", post, append(containers, "--set", "controllers=3")...)
 
 	if out, err := labEnv(t, post, append([]string{"khw", "destroy"}, append(containers, "--set", "controllers=3")...)...); err != nil {
-		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
+		t.Fatalf("destroy: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	if o, _ := lab(t, "docker", "ps", "-aq"); strings.TrimSpace(o) != "" {
 		t.Errorf("containers left after destroy: %s", o)
@@ -125,7 +125,7 @@ func TestTwoHypervisorHosts(t *testing.T) {
 	noChanges(t, "re-run", env, flags...)
 
 	if out, err := labEnv(t, env, append([]string{"khw", "destroy"}, flags...)...); err != nil {
-		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
+		t.Fatalf("destroy: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	for _, virsh := range [][]string{{"exec", "virsh"}, {"virsh2"}} {
 		args, where := virsh[:len(virsh):len(virsh)], strings.Join(virsh, " ")

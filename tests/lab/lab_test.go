@@ -190,7 +190,7 @@ func TestThePostsLab(t *testing.T) {
 
 	start := time.Now()
 	out, err := lab(t, append([]string{"up"}, targets()...)...)
-	t.Logf("lab up: %v\n%s", time.Since(start).Round(time.Second), tail(out, 40))
+	t.Logf("lab up: %v\n%s", time.Since(start).Round(time.Second), labtest.Tail(out, 40))
 	if err != nil {
 		t.Fatalf("lab up failed: %v", err)
 	}
@@ -227,14 +227,14 @@ func TestThePostsLab(t *testing.T) {
 		sort.Strings(failed)
 		if strings.Join(failed, " ") != "docker.network.br0: lb.nginx.proxy:" ||
 			!strings.Contains(out, `plugin "docker" is not installed`) {
-			t.Fatalf("steps reported missing: %v\n%s", failed, tail(out, 20))
+			t.Fatalf("steps reported missing: %v\n%s", failed, labtest.Tail(out, 20))
 		}
 	}
 
 	// Re-run on the live lab: nothing to do.
 	out, err = lab(t, append([]string{"khw", "run"}, targets()...)...)
 	if err != nil || !strings.Contains(out, "No changes.") {
-		t.Fatalf("re-run: %v\n%s", err, tail(out, 30))
+		t.Fatalf("re-run: %v\n%s", err, labtest.Tail(out, 30))
 	}
 
 	// A dry run changes nothing: libvirt, files, kernel state.
@@ -252,16 +252,16 @@ func TestThePostsLab(t *testing.T) {
 	}
 	out, err = lab(t, append([]string{"khw", "run"}, targets()...)...)
 	if err != nil {
-		t.Fatalf("repair: %v\n%s", err, tail(out, 30))
+		t.Fatalf("repair: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	for _, want := range []string{"vm.m2: created", "node.copy.m2-certs: updated", "node.copy.m2-kubeconfigs: updated", "node.copy.m2-encryption: updated"} {
 		if !strings.Contains(out, want) {
-			t.Errorf("repair output lacks %q:\n%s", want, tail(out, 30))
+			t.Errorf("repair output lacks %q:\n%s", want, labtest.Tail(out, 30))
 		}
 	}
 	for _, other := range []string{"vm.m1", "vm.n1", "vm.n2", "node.copy.m1-"} {
 		if strings.Contains(out, other+": ") && !strings.Contains(out, other+": no") {
-			t.Errorf("repair touched %s:\n%s", other, tail(out, 30))
+			t.Errorf("repair touched %s:\n%s", other, labtest.Tail(out, 30))
 		}
 	}
 	checkNode(t, "m2")
@@ -271,7 +271,7 @@ func TestThePostsLab(t *testing.T) {
 
 	// Destroy leaves nothing.
 	if out, err := lab(t, append([]string{"khw", "destroy"}, targets()...)...); err != nil {
-		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
+		t.Fatalf("destroy: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	for args, bad := range map[string]string{
 		"virsh list --all --name": "m", "virsh vol-list khw": ".qcow2", "ip -br link": "vnet", "iptables-save": "khw:",
@@ -303,14 +303,6 @@ func TestThePostsLab(t *testing.T) {
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestThePostsLabWithContainers runs the whole post with containers as
 // nodes (hypervisor=docker): the same recipe, one parameter changed.
 func TestThePostsLabWithContainers(t *testing.T) {
@@ -328,7 +320,7 @@ func TestThePostsLabWithContainers(t *testing.T) {
 
 	start := time.Now()
 	out, err := lab(t, append([]string{"up"}, docker...)...)
-	t.Logf("lab up with containers: %v\n%s", time.Since(start).Round(time.Second), tail(out, 30))
+	t.Logf("lab up with containers: %v\n%s", time.Since(start).Round(time.Second), labtest.Tail(out, 30))
 	if err != nil || !strings.Contains(out, "Apply complete!") {
 		t.Fatalf("lab up failed: %v", err)
 	}
@@ -340,7 +332,7 @@ func TestThePostsLabWithContainers(t *testing.T) {
 	}
 	out, err = lab(t, append([]string{"khw", "run"}, docker...)...)
 	if err != nil || !strings.Contains(out, "No changes.") {
-		t.Fatalf("re-run: %v\n%s", err, tail(out, 30))
+		t.Fatalf("re-run: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	before := snapshot(t)
 	if out, err := lab(t, append([]string{"khw", "run", "--dry-run"}, docker...)...); err != nil {
@@ -351,7 +343,7 @@ func TestThePostsLabWithContainers(t *testing.T) {
 	}
 	killedDuringTheLoadBalancer(t, docker)
 	if out, err := lab(t, append([]string{"khw", "destroy"}, docker...)...); err != nil {
-		t.Fatalf("destroy: %v\n%s", err, tail(out, 30))
+		t.Fatalf("destroy: %v\n%s", err, labtest.Tail(out, 30))
 	}
 	if o, _ := lab(t, "docker", "ps", "-aq"); strings.TrimSpace(o) != "" {
 		t.Errorf("containers left after destroy: %s", o)

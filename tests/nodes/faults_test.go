@@ -43,18 +43,11 @@ func waitDone(t *testing.T, out *labtest.Buffer, addr string) {
 	t.Fatalf("%s never finished:\n%s", addr, out.String())
 }
 
-// plugins lists the ssh plugin processes this test's binaries started.
-func (e *env) plugins() string {
-	o, _ := labtest.Output("pgrep", "-af", filepath.Join(e.bin, "khw-plugin-"))
-	return strings.TrimSpace(o)
-}
-
+// noPluginLeft: no plugin process this test's binaries started outlives khw.
 func (e *env) noPluginLeft(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); e.plugins() != ""; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin processes outlived khw:\n%s", e.plugins())
-		}
+	if o := labtest.Lingering(filepath.Join(e.bin, "khw-plugin-"), 5*time.Second); o != "" {
+		t.Fatalf("plugin processes outlived khw:\n%s", o)
 	}
 }
 
@@ -153,7 +146,7 @@ func TestPluginKilledMidApply(t *testing.T) {
 		t.Fatalf("khw did not end after its plugin was killed:\n%s", out.String())
 	}
 	msg := out.String()
-	t.Logf("khw said:\n%s", lastLines(msg, 6))
+	t.Logf("khw said:\n%s", labtest.Tail(msg, 6))
 	for _, want := range []string{`plugin \"ssh\" crashed or was killed`, "node.copy.n2-"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error lacks %q:\n%s", want, msg)
@@ -179,9 +172,4 @@ func (e *env) finish(t *testing.T, down string) {
 	}
 	e.check(t)
 	e.noHalfWrittenFiles(t)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
