@@ -31,7 +31,8 @@ fuzz: ## each fuzz target for $(FUZZTIME) (default 10m), one after the other, on
 fuzz-ci: ## each fuzz target briefly (20s), as `make check` does
 	$(MAKE) fuzz FUZZTIME=20s
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## tracked build output (ELF, >1 MB), gofmt, go vet, staticcheck
+	bash scripts/check-tracked.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
