@@ -134,13 +134,14 @@ func (h *Handle) AttrNames() []string {
 	return names
 }
 
-// File is a file in the workspace that a resource produces, such as
-// admin.pem. Passing it to another builtin makes that resource depend on
-// the producer.
+// File is a file that a resource produces, such as admin.pem in the
+// workspace or kube-apiserver in the machine's artifact cache. Passing it
+// to another builtin makes that resource depend on the producer.
 type File struct {
-	Path     string // relative to the workdir
+	Path     string // relative to the workdir, or absolute (the artifact cache)
 	Producer string // address of the resource that writes it
 	Secret   bool   // private keys and the encryption config: mode 0600
+	Exec     bool   // a program: mode 0755 where it is copied
 }
 
 var _ starlark.HasAttrs = (*File)(nil)
@@ -158,10 +159,12 @@ func (f *File) Attr(name string) (starlark.Value, error) {
 		return starlark.String(f.Producer), nil
 	case "secret":
 		return starlark.Bool(f.Secret), nil
+	case "exec":
+		return starlark.Bool(f.Exec), nil
 	}
 	return nil, nil
 }
-func (f *File) AttrNames() []string { return []string{"path", "producer", "secret"} }
+func (f *File) AttrNames() []string { return []string{"exec", "path", "producer", "secret"} }
 
 // Refs returns the addresses v refers to (handles and files, inside lists,
 // tuples and dicts), sorted and without repeats. Strings and other values

@@ -124,8 +124,11 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		}
 		seen[base] = true
 		mode := "0644"
-		if f.Secret {
+		switch {
+		case f.Secret:
 			mode = "0600"
+		case f.Exec:
+			mode = "0755"
 		}
 		list = append(list, map[string]any{"path": f.Path, "mode": mode})
 		names = append(names, base)
