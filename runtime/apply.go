@@ -112,17 +112,15 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 	for i, c := range work {
 		if c.Action == Delete {
 			for j, other := range work {
-				if other.Action == Delete && other.Prior != nil {
-					if _, dependsOnMe := other.Prior.Deps[c.Addr]; dependsOnMe {
-						waits[i] = append(waits[i], j)
-					}
+				if other.Action == Delete && other.Prior != nil && other.Prior.follows(c.Addr) {
+					waits[i] = append(waits[i], j)
 				}
 			}
 			deletes = append(deletes, i)
 			continue
 		}
 		waits[i] = append(waits[i], deletes...)
-		for _, d := range c.Res.Deps {
+		for _, d := range append(append([]string(nil), c.Res.Deps...), c.Res.After...) {
 			if j, ok := index[d]; ok {
 				waits[i] = append(waits[i], j)
 			}
@@ -259,6 +257,7 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	rs := &ResourceState{
 		Type: r.Type, Name: r.Name, Provider: r.Provider, Pos: r.Where(), Hash: r.Hash(),
 		Inputs: r.Inputs, Settings: r.Settings, Outputs: resp.Outputs, Digest: digest, Deps: digests, UpdateInPlace: r.UpdateInPlace,
+		After: r.After,
 	}
 	if len(rs.Deps) == 0 {
 		rs.Deps = nil

@@ -281,7 +281,7 @@ func Declare(thread *starlark.Thread, r *Resource) error {
 	if prev, dup := ev.recipe.byAddr[addr]; dup {
 		return fmt.Errorf("%s is declared twice (first at %s); give each a different name", addr, prev.Where())
 	}
-	for _, d := range r.Deps {
+	for _, d := range append(append([]string(nil), r.Deps...), r.After...) {
 		if ev.recipe.byAddr[d] == nil {
 			return fmt.Errorf("%s refers to %s, which this recipe does not declare", addr, d)
 		}

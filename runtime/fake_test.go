@@ -94,19 +94,20 @@ func (f *fake) took() []string {
 	return out
 }
 
-// thing(name, value, deps = [], inplace = True)
+// thing(name, value, deps = [], inplace = True, after = [])
 func thingBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, value string
 	deps := starlark.NewList(nil)
+	after := starlark.NewList(nil)
 	inplace := true
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "value", &value, "deps?", &deps, "inplace?", &inplace); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "value", &value, "deps?", &deps, "inplace?", &inplace, "after?", &after); err != nil {
 		return nil, err
 	}
 	typ := "fake.thing"
 	if !inplace {
 		typ = "fake.fixed"
 	}
-	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), UpdateInPlace: inplace,
+	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), After: runtime.Refs(after), UpdateInPlace: inplace,
 		Show: []runtime.Field{{Key: "value", Value: value}}}
 	if err := runtime.Declare(thread, r); err != nil {
 		return nil, err

@@ -265,8 +265,8 @@ func (pl *Planner) PlanDestroy(store *Store) (*Plan, error) {
 			if doomed[a] {
 				continue
 			}
-			for d := range rs.Deps {
-				if doomed[d] {
+			for d := range doomed {
+				if rs.follows(d) {
 					doomed[a], grew = true, true
 					break
 				}
@@ -284,19 +284,15 @@ func (pl *Planner) PlanDestroy(store *Store) (*Plan, error) {
 // depends on.
 func deleteOrder(gone []*ResourceState, reason string) []*Change {
 	sort.Slice(gone, func(i, j int) bool { return gone[i].Addr() < gone[j].Addr() })
-	in := map[string]bool{}
-	for _, g := range gone {
-		in[g.Addr()] = true
-	}
 	done := map[string]bool{}
 	var out []*Change
 	var visit func(g *ResourceState)
 	// Post-order over "is depended on by": emit dependents first.
 	dependents := map[string][]*ResourceState{}
 	for _, g := range gone {
-		for d := range g.Deps {
-			if in[d] {
-				dependents[d] = append(dependents[d], g)
+		for _, d := range gone {
+			if d != g && g.follows(d.Addr()) {
+				dependents[d.Addr()] = append(dependents[d.Addr()], g)
 			}
 		}
 	}
@@ -358,6 +354,9 @@ func (pl *Planner) selectTargets(recipe *Recipe, store *Store) (map[string]bool,
 		r := recipe.Resources[i]
 		if sel[r.Addr()] {
 			for _, d := range r.Deps {
+				sel[d] = true
+			}
+			for _, d := range r.After {
 				sel[d] = true
 			}
 		}

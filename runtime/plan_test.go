@@ -274,3 +274,40 @@ func TestProviderMissingNamesPluginAndResource(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// after orders without cascading: the scheduler starts after the API
+// server, yet a new API server flag redoes the API server alone; a
+// deletion goes the other way.
+func TestAfterOrdersWithoutRedoing(t *testing.T) {
+	const src = `
+api = fake.thing("apiserver", "1")
+fake.thing("scheduler", "1", after = [api])
+`
+	e := newEnv(t)
+	if err := e.apply(e.plan(src)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.f.took(), ","); got != "create fake.thing.apiserver,create fake.thing.scheduler" {
+		t.Fatalf("applied in the order %s", got)
+	}
+	changed := strings.Replace(src, `"apiserver", "1"`, `"apiserver", "2"`, 1)
+	p := e.plan(changed)
+	if got := summary(p); got != "update fake.thing.apiserver" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if err := e.apply(p); err != nil {
+		t.Fatal(err)
+	}
+	if e.plan(changed).HasChanges() {
+		t.Fatal("changes after applying the change")
+	}
+	// Both leave the recipe: the scheduler is deleted before the apiserver.
+	e.f.took()
+	if err := e.apply(e.plan(`fake.thing("other", "1")`)); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(e.f.took(), ",")
+	if !strings.Contains(got, "delete fake.thing.scheduler,delete fake.thing.apiserver") {
+		t.Fatalf("deleted in the order %s", got)
+	}
+}

@@ -37,8 +37,14 @@ type Resource struct {
 	// the resource's identity: changing one (a retry timeout) redoes
 	// nothing.
 	Settings map[string]any
-	// Deps are the addresses of the resources this one refers to.
+	// Deps are the addresses of the resources this one refers to: it is
+	// applied after them, and redone when one of them changes.
 	Deps []string
+	// After are addresses that must be applied first but whose changes do
+	// not redo this one: kube-scheduler starts after kube-apiserver, yet a
+	// new apiserver flag restarts kube-apiserver alone. Deletion runs the
+	// other way: this one goes first.
+	After []string
 	// Pos is the recipe position of the call that declared it; From is the
 	// line of the recipe itself that led there, when Pos is in a loaded
 	// library.

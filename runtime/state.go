@@ -35,6 +35,9 @@ type ResourceState struct {
 	Digest string `json:"digest"`
 	// Deps are the addresses it referred to, with their digests at the time.
 	Deps map[string]string `json:"deps,omitempty"`
+	// After are the addresses it was ordered after (Resource.After), so
+	// that a deletion still goes before them.
+	After []string `json:"after,omitempty"`
 	// UpdateInPlace mirrors the type's behaviour, for deletes of resources
 	// the recipe no longer declares.
 	UpdateInPlace bool `json:"update_in_place,omitempty"`
@@ -42,6 +45,20 @@ type ResourceState struct {
 
 // Addr is the recorded resource's address.
 func (s *ResourceState) Addr() string { return s.Type + "." + s.Name }
+
+// follows is true when the resource was applied after addr (it referred to
+// it, or was ordered after it): a deletion of both deletes it first.
+func (s *ResourceState) follows(addr string) bool {
+	if _, ok := s.Deps[addr]; ok {
+		return true
+	}
+	for _, a := range s.After {
+		if a == addr {
+			return true
+		}
+	}
+	return false
+}
 
 // State is every resource khw has applied in one workdir.
 type State struct {
