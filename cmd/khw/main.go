@@ -56,6 +56,6 @@ running again changes nothing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newGraphCmd(), newDocsCmd(), newPluginsCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newDestroyCmd(), newSSHCmd(), newSSHConfigCmd(), newGraphCmd(), newDocsCmd(), newPluginsCmd(), newVersionCmd())
 	return root
 }
