@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"regexp"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -24,7 +25,7 @@ func Register(r *runtime.Registry) {
 			{Name: "node", Type: "vm or node.host", Doc: "the node"},
 			{Name: "files", Type: "list of files", Doc: "workdir files, e.g. [ca.cert, admin.kubeconfig.file]"},
 			{Name: "name", Type: "string", Doc: "resource name (address node.copy.NAME), e.g. m1-certs"},
-			{Name: "dest", Type: "string", Default: `"~"`, Doc: "directory on the node; ~ is the user's home"},
+			{Name: "dest", Type: "string", Default: `"~"`, Doc: "directory on the node; ~ is the user's home; an absolute path (/usr/local/bin, /etc/etcd) is written as root through sudo"},
 			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to keep retrying while the node is unreachable (booting)"},
 		},
 		Example: `node.copy(m1, [ca.cert, ca.key], name = "m1-certs")`,
@@ -54,6 +55,25 @@ func Register(r *runtime.Registry) {
 			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to keep retrying while the node is unreachable (booting)"},
 		},
 		Example: `node.run(m1, "sudo mv ~/ca.pem /var/lib/kubernetes/", name = "m1-install", after = [copy])`,
+	})
+	r.Add(&runtime.Builtin{Module: "node", Name: "service", Creates: "node.service", Provider: "ssh", Fn: serviceBuiltin,
+		Doc: "Declares a systemd service on a node (the post's etcd, kube-apiserver, kubelet ... units): its unit " +
+			"and configuration files are written as root, the service is enabled and (re)started, and apply waits " +
+			"until it is healthy, showing the end of its log when it is not. A change to the unit, a file, or " +
+			"anything in `uses` restarts this service alone; a service found stopped or edited is repaired. " +
+			"Address node.service.NODE-NAME.",
+		Args: []runtime.Arg{
+			{Name: "node", Type: "vm or node.host", Doc: "the node"},
+			{Name: "name", Type: "string", Doc: "the systemd service name (unit /etc/systemd/system/NAME.service)"},
+			{Name: "unit", Type: "string", Doc: "the unit file's text"},
+			{Name: "files", Type: "dict", Default: "{}", Doc: "configuration files: absolute path -> text"},
+			{Name: "uses", Type: "list", Default: "[]", Doc: "resources whose change restarts it: the copies of its binaries and certificates"},
+			{Name: "after", Type: "list", Default: "[]", Doc: "resources applied first whose changes do not restart it (another service it talks to)"},
+			{Name: "health", Type: "string", Default: `""`, Doc: "shell command, run as root on the node, that succeeds once the service works; empty: systemd's active state"},
+			{Name: "health_timeout", Type: "int", Default: "300", Doc: "seconds to wait for health before failing with the service's log"},
+			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to keep retrying while the node is unreachable (booting)"},
+		},
+		Example: `node.service(m1, "etcd", unit = etcd_unit, uses = [bins, certs], health = "etcdctl endpoint health")`,
 	})
 }
 
@@ -135,6 +155,9 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	}
 	in := t.inputs()
 	in["files"], in["dest"] = list, dest
+	if path.IsAbs(dest) {
+		in["root"] = true
+	}
 	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh", UpdateInPlace: true,
 		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
 		Deps: runtime.Refs(h, files),
@@ -178,6 +201,90 @@ func runBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, err
 	}
 	return runtime.NewHandle(res, nil), nil
+}
+
+func serviceBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var h *runtime.Handle
+	var name, unit, health string
+	files := starlark.NewDict(0)
+	uses := starlark.NewList(nil)
+	after := starlark.NewList(nil)
+	healthTimeout, timeout := 300, 300
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "node", &h, "name", &name, "unit", &unit, "files?", &files,
+		"uses?", &uses, "after?", &after, "health?", &health, "health_timeout?", &healthTimeout, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	t, err := nodeOf(b, h)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTimeout(b, timeout); err != nil {
+		return nil, err
+	}
+	if healthTimeout < 1 || healthTimeout > 3600 {
+		return nil, runtime.Errorf(b, "health_timeout %d must be from 1 to 3600 seconds", healthTimeout)
+	}
+	if !serviceNameRE.MatchString(name) {
+		return nil, runtime.Errorf(b, "name %q is not a systemd service name (letters, digits, - _ . @)", name)
+	}
+	if !strings.Contains(unit, "[Service]") {
+		return nil, runtime.Errorf(b, "unit of %s has no [Service] section", name)
+	}
+	fs := map[string]any{}
+	var paths []string
+	for _, it := range files.Items() {
+		p, ok := starlark.AsString(it[0])
+		if !ok || !path.IsAbs(p) || path.Clean(p) != p {
+			return nil, runtime.Errorf(b, "files: key %s must be an absolute, clean path", it[0])
+		}
+		content, ok := starlark.AsString(it[1])
+		if !ok {
+			return nil, runtime.Errorf(b, "files[%q] must be the file's text, not %s", p, it[1].Type())
+		}
+		if p == "/etc/systemd/system/"+name+".service" {
+			return nil, runtime.Errorf(b, "files: %s is the unit itself; give it as unit", p)
+		}
+		fs[p] = content
+		paths = append(paths, p)
+	}
+	in := t.inputs()
+	in["service"], in["unit"], in["files"], in["health"] = name, unit, fs, health
+	show := []runtime.Field{{Key: "on", Value: t.name}, {Key: "unit", Value: "/etc/systemd/system/" + name + ".service"}}
+	if len(paths) > 0 {
+		show = append(show, runtime.Field{Key: "files", Value: strings.Join(paths, " ")})
+	}
+	if exec := execStart(unit); exec != "" {
+		show = append(show, runtime.Field{Key: "runs", Value: exec})
+	}
+	if health != "" {
+		show = append(show, runtime.Field{Key: "health", Value: health})
+	}
+	res := &runtime.Resource{Type: "node.service", Name: t.name + "-" + name, Provider: "ssh", UpdateInPlace: true,
+		Inputs:   in,
+		Settings: map[string]any{"timeout_s": timeout, "health_timeout_s": healthTimeout},
+		Deps:     runtime.Refs(h, uses),
+		After:    runtime.Refs(after),
+		Show:     show,
+	}
+	if err := runtime.Declare(thread, res); err != nil {
+		return nil, err
+	}
+	return runtime.NewHandle(res, starlark.StringDict{"service": starlark.String(name), "node": starlark.String(t.name)}), nil
+}
+
+var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$`)
+
+// execStart is the program a unit runs, for the plan: its ExecStart
+// line's first word.
+func execStart(unit string) string {
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "ExecStart="); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return ""
 }
 
 func hostBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -93,13 +93,17 @@ type copyConfig struct {
 	target
 	Dest  string     `json:"dest"`
 	Files []fileSpec `json:"files"`
+	// Root writes the files as root (through sudo -n): dest is outside the
+	// login user's home.
+	Root bool `json:"root,omitempty"`
 }
 
-// copyFile is one file of a node.copy, resolved.
+// copyFile is one file of a node.copy (or of a node.service), resolved.
 type copyFile struct {
-	name  string // base name on the node
-	local string // absolute path on this machine
-	mode  uint32 // permission bits
+	name    string // base name on the node
+	local   string // absolute path on this machine; or
+	content []byte // the file's content, given in the recipe
+	mode    uint32 // permission bits
 }
 
 func decodeCopy(r *sdk.Resource, workdir string) (*copyConfig, []copyFile, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,8 +28,11 @@ type copyHandler struct{ p *pool }
 
 type copyOutputs struct {
 	HostKey string            `json:"host_key"`
-	Files   map[string]string `json:"files"`
-	Copied  int               `json:"copied"`
+	Files   map[string]string `json:"files"` // name -> sha256
+	// Stats are the files' stat keys on the node when last seen (see
+	// remoteFile.stat), so that a read-back hashes only what changed.
+	Stats  map[string]string `json:"stats,omitempty"`
+	Copied int               `json:"copied"`
 }
 
 // connect returns a pooled connection to t's node; release it when done.
@@ -67,18 +72,19 @@ func unreachableHint(ue *unreachableError, t *target, workdir string) string {
 	return fmt.Sprintf("check the node: is %s up, on the bridge, with sshd running? try: %s; a node still booting needs a longer timeout (--set ssh_timeout=SECONDS in the post's recipe)", t.Node, try)
 }
 
-// openSFTP connects to t's node and starts sftp; done releases both. A
-// pooled connection can die between two uses (the node restarted sshd,
-// a link flapped): starting sftp on it then fails with the connection
-// closed, and one fresh connection is tried before giving up. A node that
-// refuses the channel is an answer, not a dead connection: no retry.
-func (p *pool) openSFTP(ctx context.Context, t *target, workdir string, deps map[string]json.RawMessage, bound time.Duration) (*conn, *sftp.Client, func(), error) {
+// openSFTP connects to t's node and starts sftp (as root with root); done
+// releases both. A pooled connection can die between two uses (the node
+// restarted sshd, a link flapped): starting sftp on it then fails with the
+// connection closed, and one fresh connection is tried before giving up. A
+// node that refuses the channel is an answer, not a dead connection: no
+// retry.
+func (p *pool) openSFTP(ctx context.Context, t *target, workdir string, deps map[string]json.RawMessage, bound time.Duration, root bool) (*conn, *sftp.Client, func(), error) {
 	for attempt := 0; ; attempt++ {
 		cn, err := p.connect(ctx, t, workdir, deps, bound)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		sc, done, err := cn.sftp(ctx)
+		sc, done, err := cn.sftp(ctx, root)
 		if err == nil {
 			return cn, sc, func() { done(); p.release(cn) }, nil
 		}
@@ -87,8 +93,8 @@ func (p *pool) openSFTP(ctx context.Context, t *target, workdir string, deps map
 		if ctx.Err() != nil {
 			return nil, nil, nil, ctx.Err()
 		}
-		if attempt > 0 || errors.As(err, &refused) {
-			return nil, nil, nil, fmt.Errorf("node %s (%s): %v", t.Node, t.addr(), err)
+		if attempt > 0 || errors.As(err, &refused) || sdk.HintOf(err) != "" {
+			return nil, nil, nil, fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
 		}
 		p.evict(cn)
 	}
@@ -113,53 +119,102 @@ func hashLocal(p string) (localSum, error) {
 	return localSum{sha: hex.EncodeToString(h.Sum(nil)), size: n}, nil
 }
 
-// remoteMode is the permission bits (with setuid, setgid, sticky) of a
-// file as the sftp server reports them.
-func remoteMode(st os.FileInfo) uint32 {
-	if fs, ok := st.Sys().(*sftp.FileStat); ok {
-		return fs.Mode & 0o7777
-	}
-	return uint32(st.Mode().Perm())
+// remoteFile is a file on a node as one command reports it.
+type remoteFile struct {
+	mode uint32
+	size int64
+	// stat is "size inode ctime mtime": a file rewritten or edited has
+	// another; the same stat as recorded means the recorded sha256 holds.
+	stat string
+	// sha is the file's sha256, or "" when stat matched the recorded one
+	// and the node did not hash it again.
+	sha string
 }
 
-// remoteState compares a file on the node with what it should be.
-type remoteState int
+// listing is what the node holds in a copy's directory.
+type listing struct {
+	home, dir string
+	files     map[string]remoteFile // by base name; missing files are absent
+}
 
-const (
-	remoteMissing remoteState = iota
-	remoteDiffers
-	remoteSame
-)
+// shellDir is dest as the shell on the node names it: "~", "~/x" and "x"
+// under the login user's home, an absolute path as it is.
+func shellDir(dest string) string {
+	switch {
+	case dest == "~" || dest == "~/":
+		return `"$HOME"`
+	case strings.HasPrefix(dest, "~/"):
+		return `"$HOME"/` + shellQuote(dest[2:])
+	case path.IsAbs(dest):
+		return shellQuote(path.Clean(dest))
+	default:
+		return `"$HOME"/` + shellQuote(dest)
+	}
+}
 
-// compareRemote reads p over sftp and hashes it. size < 0 skips the size
-// check, mode 0 the mode check.
-func compareRemote(ctx context.Context, sc *sftp.Client, p, sha string, size int64, mode uint32) (remoteState, error) {
-	st, err := sc.Lstat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return remoteMissing, nil
+// statFormat is what the listing reports of a file: mode, then the stat key.
+const statFormat = `%a %s %i %Z %Y`
+
+// list asks the node, in one command, for the mode, stat and sha256 of
+// each named file in dest. A file whose stat equals known[name] is not
+// hashed again: its sha256 is the one recorded with that stat (rsync's
+// quick check, with the inode and ctime added, which an edit in place or a
+// rename over it always changes).
+func list(ctx context.Context, cn *conn, root bool, dest string, names []string, known map[string]string) (*listing, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; echo \"dir $(pwd -P)\"\n", shellDir(dest))
+	for _, n := range names {
+		fmt.Fprintf(&b, "f=%s; if [ -f \"$f\" ] && [ ! -h \"$f\" ]; then s=$(stat -c '%s' -- \"$f\"); "+
+			"if [ \"${s#* }\" = %s ]; then echo \"$s = $f\"; else echo \"$s $(sha256sum < \"$f\" | cut -c1-64) $f\"; fi; fi\n",
+			shellQuote(n), statFormat, shellQuote(known[n]))
 	}
+	r, err := cn.script(ctx, root, "listing "+dest, b.String())
 	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", p, err)
+		return nil, err
 	}
-	if !st.Mode().IsRegular() || (size >= 0 && st.Size() != size) || (mode != 0 && remoteMode(st) != mode) {
-		return remoteDiffers, nil
-	}
-	f, err := sc.Open(p)
-	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", p, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+	out := &listing{files: map[string]remoteFile{}}
+	for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "home "):
+			out.home = strings.TrimPrefix(line, "home ")
+		case strings.HasPrefix(line, "dir "):
+			out.dir = strings.TrimPrefix(line, "dir ")
+		case line != "":
+			f := strings.SplitN(line, " ", 7)
+			if len(f) != 7 {
+				return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
+			}
+			mode, err1 := strconv.ParseUint(f[0], 8, 32)
+			size, err2 := strconv.ParseInt(f[1], 10, 64)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
+			}
+			rf := remoteFile{mode: uint32(mode), size: size, stat: strings.Join(f[1:5], " ")}
+			if f[5] != "=" {
+				rf.sha = f[5]
+			}
+			out.files[f[6]] = rf
 		}
-		return 0, fmt.Errorf("reading %s: %w", p, err)
 	}
-	if hex.EncodeToString(h.Sum(nil)) != sha {
-		return remoteDiffers, nil
+	if out.dir == "" {
+		out.dir = remoteDir(dest, out.home)
 	}
-	return remoteSame, nil
+	return out, nil
+}
+
+// stats asks the node for the stat keys of files just written to dir.
+func stats(ctx context.Context, cn *conn, root bool, dir string, names []string) (map[string]string, error) {
+	r, err := cn.script(ctx, root, "stat in "+dir, fmt.Sprintf("cd %s && stat -c '%%s %%i %%Z %%Y %%n' -- %s", shellQuote(dir), quoteAll(names)))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
+		if f := strings.SplitN(line, " ", 5); len(f) == 5 {
+			out[f[4]] = strings.Join(f[:4], " ")
+		}
+	}
+	return out, nil
 }
 
 // put writes a file atomically: to a temporary name in the same
@@ -182,11 +237,17 @@ func put(sc *sftp.Client, f copyFile, dir string) (err error) {
 	if err := w.Chmod(os.FileMode(f.mode)); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
-	src, err := os.Open(f.local)
-	if err != nil {
-		return err
+	var src io.Reader
+	if f.content != nil {
+		src = bytes.NewReader(f.content)
+	} else {
+		lf, err := os.Open(f.local)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		src = lf
 	}
-	defer src.Close()
 	if _, err := w.ReadFrom(src); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp, err)
 	}
@@ -211,15 +272,6 @@ func put(sc *sftp.Client, f copyFile, dir string) (err error) {
 	return nil
 }
 
-// home returns the directory dest names on the node.
-func destDir(sc *sftp.Client, dest string) (string, error) {
-	home, err := sc.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the home directory: %w", err)
-	}
-	return remoteDir(dest, home), nil
-}
-
 func (h copyHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
 	if progress == nil {
 		progress = func(string) {}
@@ -234,42 +286,83 @@ func (h copyHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress 
 			return nil, fmt.Errorf("%s: %v", req.Resource.Address, err)
 		}
 	}
-	cn, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, req.Deps, c.timeout())
+	var prior copyOutputs
+	_ = json.Unmarshal(req.PriorOutputs, &prior)
+	return place(ctx, h.p, req, &c.target, c.Dest, c.Root, files, sums, prior, progress)
+}
+
+// place puts files (with their local sums) in dest on t's node, sending
+// only those whose copy on the node differs, and returns the outputs that
+// record them.
+func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest string, root bool, files []copyFile, sums []localSum, prior copyOutputs, progress sdk.Progress) (*sdk.ApplyResponse, error) {
+	cn, err := p.connect(ctx, t, req.Workdir, req.Deps, t.timeout())
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer p.release(cn)
 	fail := func(err error) (*sdk.ApplyResponse, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
+		return nil, fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
 	}
-	dir, err := destDir(sc, c.Dest)
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
+	}
+	known := map[string]string{}
+	for n, st := range prior.Stats {
+		if sums := prior.Files[n]; sums != "" {
+			known[n] = st
+		}
+	}
+	have, err := list(ctx, cn, root, dest, names, known)
 	if err != nil {
 		return fail(err)
 	}
-	if err := sc.MkdirAll(dir); err != nil {
-		return fail(fmt.Errorf("creating %s: %w", dir, err))
-	}
-	out := copyOutputs{HostKey: authorizedKey(cn.hostKey), Files: map[string]string{}}
+	out := copyOutputs{HostKey: authorizedKey(cn.hostKey), Files: map[string]string{}, Stats: map[string]string{}}
+	var send []copyFile
 	for i, f := range files {
-		if err := ctx.Err(); err != nil {
+		out.Files[f.name] = sums[i].sha
+		rf, ok := have.files[f.name]
+		sha := rf.sha
+		if ok && sha == "" {
+			sha = prior.Files[f.name]
+		}
+		if ok && sha == sums[i].sha && rf.mode == f.mode {
+			out.Stats[f.name] = rf.stat
+			continue
+		}
+		send = append(send, f)
+	}
+	if len(send) > 0 {
+		_, sc, done, err := p.openSFTP(ctx, t, req.Workdir, req.Deps, t.timeout(), root)
+		if err != nil {
 			return nil, err
 		}
-		state, err := compareRemote(ctx, sc, path.Join(dir, f.name), sums[i].sha, sums[i].size, f.mode)
+		defer done()
+		if err := sc.MkdirAll(have.dir); err != nil {
+			return fail(fmt.Errorf("creating %s: %w", have.dir, err))
+		}
+		var sent []string
+		for _, f := range send {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			progress(fmt.Sprintf("copying %s to %s:%s", f.name, t.Node, have.dir))
+			if err := put(sc, f, have.dir); err != nil {
+				return fail(err)
+			}
+			out.Copied++
+			sent = append(sent, f.name)
+		}
+		st, err := stats(ctx, cn, root, have.dir, sent)
 		if err != nil {
 			return fail(err)
 		}
-		out.Files[f.name] = sums[i].sha
-		if state == remoteSame {
-			continue
+		for n, s := range st {
+			out.Stats[n] = s
 		}
-		progress(fmt.Sprintf("copying %s to %s:%s", f.name, c.Node, dir))
-		if err := put(sc, f, dir); err != nil {
-			return fail(err)
-		}
-		out.Copied++
 	}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: digest(out.Files)}, nil
 }
@@ -280,48 +373,50 @@ func (h copyHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadR
 		return nil, err
 	}
 	var prior copyOutputs
-	if len(req.PriorOutputs) > 0 {
-		if err := json.Unmarshal(req.PriorOutputs, &prior); err != nil {
-			return nil, fmt.Errorf("%s: recorded outputs: %v", req.Resource.Address, err)
-		}
+	if err := decodePrior(req.Resource.Address, req.PriorOutputs, &prior); err != nil {
+		return nil, err
 	}
 	if len(prior.Files) == 0 {
 		return &sdk.ReadResponse{Exists: false}, nil
-	}
-	_, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	dir, err := destDir(sc, c.Dest)
-	if err != nil {
-		return nil, fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
 	}
 	modes := map[string]uint32{}
 	for _, f := range files {
 		modes[f.name] = f.mode
 	}
+	return readBack(ctx, h.p, req, &c.target, c.Dest, c.Root, prior, modes)
+}
+
+// readBack compares what a copy recorded with the node, in one command:
+// a recorded file that is gone means the copy is gone; one whose content
+// or mode differs is drift.
+func readBack(ctx context.Context, p *pool, req *sdk.ReadRequest, t *target, dest string, root bool, prior copyOutputs, modes map[string]uint32) (*sdk.ReadResponse, error) {
+	cn, err := p.connect(ctx, t, req.Workdir, nil, t.bound(shortBound))
+	if err != nil {
+		return nil, err
+	}
+	defer p.release(cn)
 	names := make([]string, 0, len(prior.Files))
 	for n := range prior.Files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	have, err := list(ctx, cn, root, dest, names, prior.Stats)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
+	}
 	var changed []string
 	for _, n := range names {
-		state, err := compareRemote(ctx, sc, path.Join(dir, n), prior.Files[n], -1, modes[n])
-		if err != nil {
-			return nil, fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
-		}
-		switch state {
-		case remoteMissing:
+		rf, ok := have.files[n]
+		if !ok {
 			return &sdk.ReadResponse{Exists: false}, nil
-		case remoteDiffers:
+		}
+		if (rf.sha != "" && rf.sha != prior.Files[n]) || (modes[n] != 0 && rf.mode != modes[n]) {
 			changed = append(changed, n)
 		}
 	}
 	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
 	if len(changed) > 0 {
-		resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), c.Node)
+		resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), t.Node)
 	}
 	return resp, nil
 }
@@ -350,7 +445,18 @@ func (h copyHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 			names[n] = true
 		}
 	}
-	_, sc, done, err := h.p.openSFTP(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
+	var paths []string
+	for n := range names {
+		paths = append(paths, n)
+	}
+	sort.Strings(paths)
+	return remove(ctx, h.p, req, &c.target, c.Dest, c.Root, paths)
+}
+
+// remove deletes names from dest on t's node, in one command. A node that
+// does not answer within the short bound is taken to be gone.
+func remove(ctx context.Context, p *pool, req *sdk.DeleteRequest, t *target, dest string, root bool, names []string) error {
+	cn, err := p.connect(ctx, t, req.Workdir, nil, t.bound(shortBound))
 	var ue *unreachableError
 	if errors.As(err, &ue) {
 		return nil
@@ -358,23 +464,13 @@ func (h copyHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	defer done()
-	dir, err := destDir(sc, c.Dest)
+	defer p.release(cn)
+	_, err = cn.script(ctx, root, "removing files in "+dest, fmt.Sprintf("cd %s 2>/dev/null || exit 0; rm -f -- %s", shellDir(dest), quoteAll(names)))
 	if err != nil {
-		return fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
-	}
-	var errs []error
-	for n := range names {
-		p := path.Join(dir, n)
-		if err := sc.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("node %s (%s): %v", c.Node, c.addr(), err)
+		return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ func newMux(p *pool) *sdk.Mux {
 			"skipped when the node's copy has the same sha256 and mode"}, copyHandler{p})
 	m.Handle(sdk.TypeInfo{Type: "node.run",
 		Doc: "a command run once on a node over ssh; a failure shows the end of its output"}, runHandler{p})
+	m.Handle(sdk.TypeInfo{Type: "node.service", UpdateInPlace: true,
+		Doc: "a systemd service on a node: its unit and configuration files written as root, restarted when " +
+			"they or what it uses change, started again when found stopped, and waited for until healthy"}, serviceHandler{p})
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -408,29 +409,43 @@ func (c *conn) session(ctx context.Context) (s *ssh.Session, done func(), err er
 }
 
 // sftp starts an sftp client in a session; cancelling ctx closes it, which
-// ends any transfer in progress.
-func (c *conn) sftp(ctx context.Context) (*sftp.Client, func(), error) {
+// ends any transfer in progress. With root, the sftp server runs as root
+// (through sudo -n unless khw logs in as root), for files outside the
+// login user's home: /usr/local/bin, /etc/etcd, /var/lib/kubernetes.
+func (c *conn) sftp(ctx context.Context, root bool) (*sftp.Client, func(), error) {
 	s, done, err := c.session(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := s.StdinPipe()
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	r, err := s.StdoutPipe()
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	if err := s.RequestSubsystem("sftp"); err != nil {
-		done()
-		return nil, nil, fmt.Errorf("starting sftp: %v", err)
+	var r io.Reader
+	var w io.WriteCloser
+	var stderr *limitedBuffer
+	if root && c.key.user != "root" {
+		r, w, stderr, err = rootSFTPPipe(s, c.key.user)
+		if err != nil {
+			done()
+			return nil, nil, fmt.Errorf("starting sftp as root: %v", err)
+		}
+	} else {
+		if w, err = s.StdinPipe(); err != nil {
+			done()
+			return nil, nil, err
+		}
+		if r, err = s.StdoutPipe(); err != nil {
+			done()
+			return nil, nil, err
+		}
+		if err := s.RequestSubsystem("sftp"); err != nil {
+			done()
+			return nil, nil, fmt.Errorf("starting sftp: %v", err)
+		}
 	}
 	sc, err := sftp.NewClientPipe(r, w)
 	if err != nil {
 		done()
+		if stderr != nil && stderr.Len() > 0 {
+			return nil, nil, rootFailure("starting sftp as root", stderr.String())
+		}
 		return nil, nil, fmt.Errorf("starting sftp: %v", err)
 	}
 	stop := context.AfterFunc(ctx, func() { sc.Close(); done() })

@@ -641,7 +641,7 @@ func testBinary(t *testing.T, l *lab) {
 		types = append(types, ti.Type)
 	}
 	sort.Strings(types)
-	if sc.Version != version || strings.Join(types, " ") != "node.copy node.run" {
+	if sc.Version != version || strings.Join(types, " ") != "node.copy node.run node.service" {
 		t.Errorf("describe: %+v", sc)
 	}
 	prov, err := h.Provider(ctx, "ssh")

@@ -71,7 +71,7 @@ func TestDecodeCopy(t *testing.T) {
 	if c.Port != 22 || c.TimeoutS != 300 || c.Dest != "~" || c.addr() != "10.200.1.10:22" {
 		t.Errorf("defaults: %+v", c)
 	}
-	if files[0] != (copyFile{name: "ca.pem", local: "/work/pki/ca.pem", mode: 0o644}) || files[1].mode != 0o600 {
+	if f := files[0]; f.name != "ca.pem" || f.local != "/work/pki/ca.pem" || f.mode != 0o644 || f.content != nil || files[1].mode != 0o600 {
 		t.Errorf("files: %+v", files)
 	}
 	for what, change := range map[string]func(map[string]any){

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// serviceHandler serves node.service: a systemd unit on a node, with the
+// configuration files it reads, started and kept running. Its unit and
+// files are written as root; a change to either, or to anything the
+// service uses (its binaries, certificates: the resource's dependencies),
+// restarts it, and apply waits until it is healthy.
+type serviceHandler struct{ p *pool }
+
+type serviceConfig struct {
+	target
+	Service string `json:"service"`
+	Unit    string `json:"unit"`
+	// Files are configuration files by absolute path, with their content.
+	Files map[string]string `json:"files"`
+	// Health is a shell command, run as root on the node, that succeeds
+	// once the service works; empty: systemd's "active" is enough.
+	Health         string `json:"health"`
+	HealthTimeoutS int    `json:"health_timeout_s"`
+}
+
+type serviceOutputs struct {
+	HostKey string            `json:"host_key"`
+	Files   map[string]string `json:"files"` // path -> sha256, the unit included
+}
+
+var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$`)
+
+func unitPath(service string) string { return "/etc/systemd/system/" + service + ".service" }
+
+func decodeService(r *sdk.Resource) (*serviceConfig, error) {
+	var c serviceConfig
+	if err := r.Decode(&c); err != nil {
+		return nil, err
+	}
+	if err := c.normalize(r.Address); err != nil {
+		return nil, err
+	}
+	if !serviceNameRE.MatchString(c.Service) {
+		return nil, fmt.Errorf("%s: %q is not a systemd service name", r.Address, c.Service)
+	}
+	if strings.TrimSpace(c.Unit) == "" {
+		return nil, fmt.Errorf("%s: the unit is empty", r.Address)
+	}
+	for p := range c.Files {
+		if !path.IsAbs(p) || path.Clean(p) != p || p == unitPath(c.Service) {
+			return nil, fmt.Errorf("%s: file path %q must be absolute, clean, and not the unit's own", r.Address, p)
+		}
+	}
+	if c.HealthTimeoutS <= 0 {
+		c.HealthTimeoutS = 300
+	}
+	return &c, nil
+}
+
+// all is the unit and the files, by path, with their content.
+func (c *serviceConfig) all() map[string]string {
+	out := map[string]string{unitPath(c.Service): c.Unit}
+	for p, content := range c.Files {
+		out[p] = content
+	}
+	return out
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// byDir groups paths by directory, each directory's files sorted.
+func byDir(paths map[string]string) (dirs []string, files map[string][]string) {
+	files = map[string][]string{}
+	for p := range paths {
+		d := path.Dir(p)
+		if files[d] == nil {
+			dirs = append(dirs, d)
+		}
+		files[d] = append(files[d], path.Base(p))
+	}
+	sort.Strings(dirs)
+	for _, d := range dirs {
+		sort.Strings(files[d])
+	}
+	return dirs, files
+}
+
+func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
+	if progress == nil {
+		progress = func(string) {}
+	}
+	c, err := decodeService(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	out := serviceOutputs{Files: map[string]string{}}
+	// The files, a directory at a time: sent only where they differ.
+	all := c.all()
+	dirs, names := byDir(all)
+	for _, d := range dirs {
+		var files []copyFile
+		var sums []localSum
+		for _, n := range names[d] {
+			content := all[path.Join(d, n)]
+			files = append(files, copyFile{name: n, content: []byte(content), mode: 0o644})
+			sums = append(sums, localSum{sha: sha(content), size: int64(len(content))})
+			out.Files[path.Join(d, n)] = sha(content)
+		}
+		if _, err := place(ctx, h.p, req, &c.target, d, true, files, sums, copyOutputs{}, progress); err != nil {
+			return nil, err
+		}
+	}
+	cn, err := h.p.connect(ctx, &c.target, req.Workdir, req.Deps, c.timeout())
+	if err != nil {
+		return nil, err
+	}
+	defer h.p.release(cn)
+	out.HostKey = authorizedKey(cn.hostKey)
+	fail := func(err error) (*sdk.ApplyResponse, error) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
+	}
+	progress(fmt.Sprintf("(re)starting %s on %s", c.Service, c.Node))
+	q := shellQuote(c.Service)
+	r, err := cn.rootOutput(ctx, fmt.Sprintf("systemctl daemon-reload && systemctl enable -q %s && systemctl reset-failed %s 2>/dev/null; systemctl restart %s", q, q, q))
+	if err != nil {
+		return fail(err)
+	}
+	if r.status != 0 {
+		return fail(h.unhealthy(ctx, cn, c, "systemctl restart failed: "+strings.TrimSpace(r.stderr)))
+	}
+	if err := h.waitHealthy(ctx, cn, c, progress); err != nil {
+		return fail(err)
+	}
+	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: digest(out.Files)}, nil
+}
+
+// healthPoll is how often apply asks whether a service is healthy yet.
+var healthPoll = time.Second
+
+// waitHealthy waits until systemd says the service is active and its
+// health command (if any) succeeds, up to the health timeout.
+func (h serviceHandler) waitHealthy(ctx context.Context, cn *conn, c *serviceConfig, progress sdk.Progress) error {
+	start := time.Now()
+	deadline := start.Add(time.Duration(c.HealthTimeoutS) * time.Second)
+	q := shellQuote(c.Service)
+	check := fmt.Sprintf("systemctl is-active -q %s || { echo \"$(systemctl is-active %s) (restarted $(systemctl show -p NRestarts --value %s) times)\"; exit 3; }", q, q, q)
+	if c.Health != "" {
+		check += "; " + c.Health
+	}
+	last := ""
+	lastReport := time.Time{}
+	for {
+		r, err := cn.rootOutput(ctx, check)
+		if err != nil {
+			return err
+		}
+		if r.status == 0 {
+			return nil
+		}
+		if r.status == 3 {
+			last = "systemd says " + strings.TrimSpace(r.stdout)
+		} else {
+			last = fmt.Sprintf("the health check %q exited with status %d", shorten(c.Health, 80), r.status)
+			if msg := shorten(strings.TrimSpace(r.stderr+"\n"+r.stdout), 160); msg != "" {
+				last += ": " + msg
+			}
+		}
+		if time.Since(lastReport) > 5*time.Second {
+			progress(fmt.Sprintf("waiting for %s on %s to be healthy (%s): %s", c.Service, c.Node, time.Since(start).Round(time.Second), last))
+			lastReport = time.Now()
+		}
+		if time.Now().After(deadline) {
+			return h.unhealthy(ctx, cn, c, fmt.Sprintf("not healthy after %ds: %s", c.HealthTimeoutS, last))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(healthPoll):
+		}
+	}
+}
+
+// journalLines is how much of a failed service's log its error shows.
+const journalLines = 30
+
+// unhealthy is the error of a service that did not come up: what was
+// seen, and the end of its log.
+func (h serviceHandler) unhealthy(ctx context.Context, cn *conn, c *serviceConfig, what string) error {
+	msg := fmt.Sprintf("%s on %s: %s", c.Service, c.Node, what)
+	r, err := cn.rootOutput(ctx, fmt.Sprintf("journalctl -u %s -n %d --no-pager -o cat 2>&1", shellQuote(c.Service), journalLines))
+	if err == nil && strings.TrimSpace(r.stdout) != "" {
+		msg += fmt.Sprintf("; the last lines of its log (journalctl -u %s):\n%s", c.Service, strings.TrimRight(r.stdout, "\n"))
+	}
+	return sdk.WithHint(errors.New(msg), fmt.Sprintf("look at the whole log on the node: journalctl -u %s; fix the recipe or the node, then run khw again", c.Service))
+}
+
+// Read checks, in one command, that the unit and every file hold what was
+// written and that the service runs. A unit gone is a service gone; an
+// edited file or a stopped service is drift, repaired by a restart.
+func (h serviceHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	c, err := decodeService(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	var prior serviceOutputs
+	if err := decodePrior(req.Resource.Address, req.PriorOutputs, &prior); err != nil {
+		return nil, err
+	}
+	if len(prior.Files) == 0 {
+		return &sdk.ReadResponse{Exists: false}, nil
+	}
+	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
+	if err != nil {
+		return nil, err
+	}
+	defer h.p.release(cn)
+	paths := make([]string, 0, len(prior.Files))
+	for p := range prior.Files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	// One line per path, in order: its sha256 or "-"; then systemd's word.
+	var b strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&b, "if [ -f %[1]s ]; then sha256sum < %[1]s | cut -c1-64; else echo -; fi; ", shellQuote(p))
+	}
+	fmt.Fprintf(&b, "systemctl is-active %s; true", shellQuote(c.Service))
+	r, err := cn.rootOutput(ctx, b.String())
+	if err != nil {
+		return nil, fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.status != 0 || len(lines) != len(paths)+1 {
+		return nil, fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), rootFailure("reading "+c.Service, r.stderr+r.stdout))
+	}
+	var changed []string
+	for i, p := range paths {
+		switch {
+		case lines[i] == "-" && p == unitPath(c.Service):
+			return &sdk.ReadResponse{Exists: false}, nil
+		case lines[i] != prior.Files[p]:
+			changed = append(changed, p)
+		}
+	}
+	state := lines[len(paths)]
+	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
+	switch {
+	case len(changed) > 0:
+		resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), c.Node)
+	case state != "active":
+		resp.Drift = fmt.Sprintf("%s is not running on %s (%s)", c.Service, c.Node, state)
+	}
+	return resp, nil
+}
+
+func (serviceHandler) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
+	if _, err := decodeService(&req.Resource); err != nil {
+		return nil, err
+	}
+	return &sdk.PlanResponse{}, nil
+}
+
+// Delete stops and disables the service and removes its unit and files. A
+// node that does not answer within the short bound is taken to be gone.
+func (h serviceHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
+	c, err := decodeService(&req.Resource)
+	if err != nil {
+		return err
+	}
+	var prior serviceOutputs
+	_ = json.Unmarshal(req.PriorOutputs, &prior)
+	paths := c.all()
+	for p := range prior.Files {
+		paths[p] = ""
+	}
+	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
+	var ue *unreachableError
+	if errors.As(err, &ue) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer h.p.release(cn)
+	var all []string
+	for p := range paths {
+		all = append(all, p)
+	}
+	sort.Strings(all)
+	s := shellQuote(c.Service)
+	_, err = cn.script(ctx, true, "removing "+c.Service, fmt.Sprintf("systemctl disable -q --now %s 2>/dev/null; rm -f -- %s; systemctl daemon-reload; systemctl reset-failed %s 2>/dev/null; true", s, quoteAll(all), s))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
+	}
+	return nil
+}
