@@ -50,7 +50,10 @@ if cached; then
   exit 0
 fi
 if [ -e "$out/stamp" ] || [ -e "$out/rootfs.tar" ]; then
+  # VMs' qcow2 overlays name base.qcow2 by path: one made on the old base
+  # reads the new one under it after a restart, which corrupts its disk.
   echo "guest-image: $out was built from another package list; rebuilding"
+  echo "guest-image: VMs made on the old base.qcow2 must be made again (khw destroy, then khw run)" >&2
 fi
 
 mirror=""
