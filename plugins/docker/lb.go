@@ -96,7 +96,8 @@ func (lb) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
 	return &sdk.PlanResponse{}, nil
 }
 
-// remove deletes the container of that name if khw made it.
+// remove deletes the container of that name if khw made it, with its
+// anonymous volumes (a container node's /var).
 func remove(ctx context.Context, cl *client.Client, name string) error {
 	res, err := cl.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	if notFound(err) {
@@ -108,7 +109,7 @@ func remove(ctx context.Context, cl *client.Client, name string) error {
 	if res.Container.Config == nil || res.Container.Config.Labels[managedLabel] != "true" {
 		return fmt.Errorf("a container named %s exists and khw did not make it: remove it (docker rm) or rename the node or load balancer in the recipe", name)
 	}
-	_, err = cl.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+	_, err = cl.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	return err
 }
 

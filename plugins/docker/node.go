@@ -6,9 +6,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	_ "embed"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	dnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -29,8 +32,9 @@ import (
 
 // vmNode serves vm with containers as nodes: each node is a container on
 // the Docker network of its bridge, at its static IP, with its hostname,
-// running a real sshd with the workspace key for its user, so the ssh
-// provider copies the post's files to it exactly as to a VM.
+// booting systemd as PID 1 (as kind's nodes do) with Debian's sshd and the
+// workspace key for its user, so the ssh provider copies the post's files
+// to it, and systemd runs the post's units on it, exactly as on a VM.
 type vmNode struct{ d *docker }
 
 // DefaultNodeImage is built by `make node-image` from Debian's packages.
@@ -63,21 +67,49 @@ func (c *nodeConfig) check() error {
 	return nil
 }
 
-// init is the container's first process: it makes the user with the
-// workspace key and sudo, installs the host key khw made, and runs sshd.
-func initScript(user string) string {
-	return fmt.Sprintf(`set -e
-id -u %[1]s >/dev/null 2>&1 || useradd -m -s /bin/bash %[1]s
-install -d -m 700 -o %[1]s -g %[1]s /home/%[1]s/.ssh
-install -m 600 -o %[1]s -g %[1]s /etc/khw/authorized_keys /home/%[1]s/.ssh/authorized_keys
-echo '%[1]s ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/khw
-rm -f /etc/ssh/ssh_host_*
-install -m 600 /etc/khw/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
-install -m 644 /etc/khw/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ed25519_key.pub
-rm -f /etc/khw/ssh_host_ed25519_key
-mkdir -p /run/sshd
-exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no
-`, user)
+// entrypoint is the container's command: it readies the container for
+// systemd (cgroups, mounts, machine-id, the user and sshd, masked units)
+// and execs /sbin/init.
+//
+//go:embed entrypoint.sh
+var entrypoint []byte
+
+// bootLabel marks a node container that boots systemd; one made by an
+// older khw (sshd as PID 1) is drift, and is made again.
+const bootLabel = "dev.khw.boot"
+
+// nodeContainer is how a node container is made: systemd as PID 1, as
+// kind's nodes run, with what works on a host whose capability bounding
+// set lacks CAP_SYS_RESOURCE (--privileged fails there: "unable to apply
+// caps"). The /var volume keeps containerd's overlayfs off the container's
+// own overlayfs; /dev/kmsg is the host's, for the kubelet.
+func nodeContainer(c *nodeConfig) (*container.Config, *container.HostConfig) {
+	noInit := false
+	cfg := &container.Config{
+		Image: c.Image, Hostname: c.Hostname,
+		Cmd:        []string{"/bin/bash", "/etc/khw/entrypoint.sh"},
+		Env:        []string{"container=docker", "KHW_USER=" + c.User},
+		StopSignal: "SIGRTMIN+3",
+		Volumes:    map[string]struct{}{"/var": {}},
+		Labels:     map[string]string{managedLabel: "true", "dev.khw.role": "node", bootLabel: "systemd"},
+	}
+	host := &container.HostConfig{
+		CapAdd:      []string{"ALL"},
+		CapDrop:     []string{"SYS_RESOURCE"},
+		SecurityOpt: []string{"seccomp=unconfined", "apparmor=unconfined"},
+		// --security-opt systempaths=unconfined, which the Docker CLI
+		// sends as empty (not absent) lists: nothing under /proc masked
+		// or read-only, so /proc/sys takes the nodes' sysctls.
+		MaskedPaths:   []string{},
+		ReadonlyPaths: []string{},
+		CgroupnsMode:  container.CgroupnsModePrivate,
+		Tmpfs:         map[string]string{"/run": "exec,mode=755", "/tmp": "exec,mode=1777"},
+		Init:          &noInit,
+		Resources: container.Resources{Devices: []container.DeviceMapping{
+			{PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm"},
+		}},
+	}
+	return cfg, host
 }
 
 func nodeFiles(files map[string][]byte, modes map[string]int64) *bytes.Buffer {
@@ -115,6 +147,8 @@ func (n vmNode) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespon
 		resp.Drift = "container " + c.Hostname + " was re-made outside khw"
 	case ct.State == nil || !ct.State.Running:
 		resp.Drift = "container " + c.Hostname + " is not running"
+	case ct.Config == nil || ct.Config.Labels[bootLabel] != "systemd":
+		resp.Drift = "container " + c.Hostname + " does not boot systemd (made by an older khw)"
 	}
 	return resp, nil
 }
@@ -172,14 +206,9 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 	}
 	sp, _ := xssh.NewPublicKey(pub)
 	hostPub := strings.TrimSpace(string(xssh.MarshalAuthorizedKey(sp)))
+	cfg, host := nodeContainer(&c)
 	created, err := cl.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: c.Hostname,
-		Config: &container.Config{
-			Image: c.Image, Hostname: c.Hostname,
-			Cmd:    []string{"/bin/sh", "/etc/khw/init.sh"},
-			Labels: map[string]string{managedLabel: "true", "dev.khw.role": "node"},
-		},
-		HostConfig: &container.HostConfig{},
+		Name: c.Hostname, Config: cfg, HostConfig: host,
 		NetworkingConfig: &dnet.NetworkingConfig{EndpointsConfig: map[string]*dnet.EndpointSettings{
 			c.Bridge: {IPAMConfig: &dnet.EndpointIPAMConfig{IPv4Address: ip}},
 		}},
@@ -188,12 +217,12 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 		return nil, fmt.Errorf("creating container %s at %s on network %s: %v", c.Hostname, c.IP, c.Bridge, err)
 	}
 	files := map[string][]byte{
-		"init.sh":                  []byte(initScript(c.User)),
+		"entrypoint.sh":            entrypoint,
 		"authorized_keys":          userKey,
 		"ssh_host_ed25519_key":     pem.EncodeToMemory(block),
 		"ssh_host_ed25519_key.pub": []byte(hostPub + "\n"),
 	}
-	modes := map[string]int64{"init.sh": 0o600, "authorized_keys": 0o600, "ssh_host_ed25519_key": 0o600, "ssh_host_ed25519_key.pub": 0o644}
+	modes := map[string]int64{"entrypoint.sh": 0o700, "authorized_keys": 0o600, "ssh_host_ed25519_key": 0o600, "ssh_host_ed25519_key.pub": 0o644}
 	if _, err := cl.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: nodeFiles(files, modes)}); err != nil {
 		return nil, fmt.Errorf("copying the node's files: %v", err)
 	}
@@ -201,9 +230,17 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 	if _, err := cl.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("starting %s: %v", c.Hostname, err)
 	}
-	if err := sshwait.Greeting(ctx, net.JoinHostPort(c.IP, "22"), time.Duration(c.Options.BootTimeout)*time.Second, progress); err != nil {
-		return nil, fmt.Errorf("%s (%s) did not answer ssh: %v\n%s", c.Hostname, c.IP, err, logs(ctx, cl, created.ID))
+	boot := time.Duration(c.Options.BootTimeout) * time.Second
+	started := time.Now()
+	deadline := started.Add(boot)
+	if err := sshwait.Greeting(ctx, net.JoinHostPort(c.IP, "22"), boot, progress); err != nil {
+		return nil, fmt.Errorf("%s (%s) did not answer ssh: %v; %s", c.Hostname, c.IP, err, bootReport(ctx, cl, created.ID))
 	}
+	state, err := waitSystemd(ctx, cl, created.ID, deadline)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %v", c.Hostname, c.IP, err)
+	}
+	progress(fmt.Sprintf("%s booted in %.1fs: systemd %s, ssh ready", c.Hostname, time.Since(started).Seconds(), state))
 	out := map[string]string{"id": created.ID, "ip": c.IP, "host_key": hostPub}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: created.ID}, nil
 }
@@ -218,4 +255,104 @@ func (n vmNode) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 		return err
 	}
 	return remove(ctx, cl, c.Hostname)
+}
+
+// waitSystemd waits until systemd in the container has finished booting:
+// `systemctl is-system-running` says running, or degraded (some unit
+// failed: the state names them). Past the deadline the error says how the
+// boot stands (bootReport).
+func waitSystemd(ctx context.Context, cl *client.Client, id string, deadline time.Time) (string, error) {
+	for {
+		out, err := execIn(ctx, cl, id, "systemctl", "is-system-running")
+		if err != nil {
+			return "", fmt.Errorf("asking systemd how the boot goes: %v\n%s", err, logs(ctx, cl, id))
+		}
+		switch state := strings.TrimSpace(out); state {
+		case "running":
+			return state, nil
+		case "degraded":
+			return state + " (failed units: " + failedUnits(ctx, cl, id) + ")", nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("systemd did not finish booting: %s", bootReport(ctx, cl, id))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// bootReport says how systemd's boot stands in the container: its state,
+// the units that failed, and the jobs still waiting (what a hung boot
+// waits for), or the container's last output if systemd cannot be asked.
+func bootReport(ctx context.Context, cl *client.Client, id string) string {
+	state, err := execIn(ctx, cl, id, "systemctl", "is-system-running")
+	if err != nil {
+		return "the container's last output:\n" + logs(ctx, cl, id)
+	}
+	jobs, _ := execIn(ctx, cl, id, "systemctl", "list-jobs", "--plain", "--no-legend", "--no-pager")
+	return fmt.Sprintf("systemd is %s; failed units: %s; %s",
+		strings.TrimSpace(state), failedUnits(ctx, cl, id), runningJobs(jobs))
+}
+
+// runningJobs names the units whose jobs run (the ones a hung boot waits
+// on) in a `systemctl list-jobs` listing (JOB UNIT TYPE STATE), and counts
+// those waiting behind them.
+func runningJobs(listing string) string {
+	var running []string
+	waiting := 0
+	for _, l := range strings.Split(listing, "\n") {
+		switch f := strings.Fields(l); {
+		case len(f) < 4:
+		case f[3] == "running":
+			running = append(running, f[1])
+		default:
+			waiting++
+		}
+	}
+	if len(running) == 0 {
+		running = []string{"none"}
+	}
+	return fmt.Sprintf("jobs running: %s (%d more waiting)", strings.Join(running, ", "), waiting)
+}
+
+func failedUnits(ctx context.Context, cl *client.Client, id string) string {
+	out, _ := execIn(ctx, cl, id, "systemctl", "list-units", "--failed", "--plain", "--no-legend", "--no-pager")
+	return column(out)
+}
+
+// column joins the first field of each line of a systemctl listing (the
+// unit).
+func column(listing string) string {
+	var names []string
+	for _, l := range strings.Split(listing, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// execIn runs a command in the container and returns what it printed
+// (stdout and stderr); its exit code is not looked at.
+func execIn(ctx context.Context, cl *client.Client, id string, cmd ...string) (string, error) {
+	ex, err := cl.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return "", err
+	}
+	att, err := cl.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, io.LimitReader(att.Reader, 1<<20)); err != nil {
+		return "", err
+	}
+	return out.String(), nil
 }
