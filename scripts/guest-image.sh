@@ -27,7 +27,7 @@ out=${KHW_IMAGE_DIR:-/var/lib/khw/images/debian-12}
 packages=systemd-sysv,openssh-server,cloud-init,python3-cffi-backend,ifupdown,iproute2,netbase,udev,sudo,linux-image-cloud-amd64
 packages+=,dbus,iptables,conntrack,socat,ipset,curl,ca-certificates,kmod,procps,less
 # Bump when the build changes the root in another way than its packages.
-stamp="bookworm 2 $packages"
+stamp="bookworm 3 $packages"
 if [ "${1:-}" = --stamp ]; then
   echo "$stamp"
   exit 0
@@ -78,8 +78,12 @@ echo "/dev/vda / ext4 defaults 0 1" > "$root/etc/fstab"
 cat > "$root/etc/cloud/cloud.cfg.d/90_khw.cfg" <<'CFG'
 datasource_list: [ NoCloud, None ]
 CFG
-# The host keys come from the seed; none are baked into the image.
+# The host keys come from the seed; none are baked into the image. No
+# machine-id either: each VM makes its own at first boot (container nodes
+# get theirs from their entrypoint), as cloud images ship.
 rm -f "$root"/etc/ssh/ssh_host_*
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
 echo "khw-guest" > "$root/etc/hostname"
 apt_clean() { rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*; }
 apt_clean
