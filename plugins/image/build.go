@@ -73,14 +73,15 @@ func (s *spec) diffID(workdir string) (string, error) {
 }
 
 // image builds the image from the layer's tar in file: one layer on
-// empty, the platform and the runtime configuration, no timestamps.
-func (s *spec) image(file, address string) (v1.Image, error) {
+// empty, the platform and the runtime configuration, no timestamps: the
+// digest depends on the contents alone, not on the resource's name.
+func (s *spec) image(file string) (v1.Image, error) {
 	layer, err := tarball.LayerFromFile(file)
 	if err != nil {
 		return nil, err
 	}
 	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer,
-		History: v1.History{CreatedBy: "khw image.build (" + address + ")", Comment: "files from the host"}})
+		History: v1.History{CreatedBy: "khw image.build", Comment: "files from the host"}})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func (builder) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 	if err != nil {
 		return nil, fmt.Errorf("building the layer: %w", err)
 	}
-	img, err := s.image(tmp.Name(), req.Resource.Address)
+	img, err := s.image(tmp.Name())
 	if err != nil {
 		return nil, err
 	}
