@@ -6,7 +6,9 @@ package image
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -246,7 +248,8 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, err
 	}
-	for p, text := range texts {
+	for _, p := range slices.Sorted(maps.Keys(texts)) {
+		text := texts[p]
 		if err := s.add("contents", entry{Path: p, Content: text, Text: true}); err != nil {
 			return nil, err
 		}
@@ -255,7 +258,8 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, err
 	}
-	for p, target := range links {
+	for _, p := range slices.Sorted(maps.Keys(links)) {
+		target := links[p]
 		if target == "" || strings.ContainsAny(target, "\x00\n") {
 			return nil, runtime.Errorf(b, "symlinks[%q]: the target %q is not a path", p, target)
 		}
@@ -279,7 +283,8 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		if err != nil {
 			return nil, err
 		}
-		for p, mode := range ds {
+		for _, p := range slices.Sorted(maps.Keys(ds)) {
+			mode := ds[p]
 			m, err := strconv.ParseUint(mode, 8, 32)
 			if err != nil || m > 0o7777 {
 				return nil, runtime.Errorf(b, "dirs[%q]: mode %q is not an octal mode such as \"0755\" or \"1777\"", p, mode)
@@ -292,7 +297,8 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, runtime.Errorf(b, "dirs must be a list of paths or a dict of path: mode, not %s", dirs.Type())
 	}
 	// Nothing may sit below a symlink: the link would lead it elsewhere.
-	for p := range s.entries {
+	paths := slices.Sorted(maps.Keys(s.entries))
+	for _, p := range paths {
 		for dir := path.Dir(p); dir != "/"; dir = path.Dir(dir) {
 			if e, ok := s.entries[dir]; ok && e.kind() != "dir" && e.kind() != "file" {
 				return nil, runtime.Errorf(b, "%s is inside %s, which is a %s", p, dir, e.kind())
@@ -306,31 +312,26 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	}
 	// The inputs keep each kind apart, so that a plan says which changed.
 	var fileList []FileEntry
-	texts2, links2, dirs2 := map[string]string{}, map[string]string{}, map[string]string{}
+	contentIn, linkIn, dirIn := map[string]string{}, map[string]string{}, map[string]string{}
 	var shown []string
-	paths := make([]string, 0, len(s.entries))
-	for p := range s.entries {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
 	for _, p := range paths {
 		switch e := s.entries[p]; e.kind() {
 		case "file":
 			fileList = append(fileList, FileEntry{Path: p, Source: e.Source, Binary: e.Binary})
 			shown = append(shown, p)
 		case "contents":
-			texts2[p] = e.Content
+			contentIn[p] = e.Content
 			shown = append(shown, p)
 		case "symlink":
-			links2[p] = e.Link
+			linkIn[p] = e.Link
 		default:
-			dirs2[p] = e.Dir
+			dirIn[p] = e.Dir
 		}
 	}
 	res := &runtime.Resource{Type: "image.build", Name: resName, Provider: "image", UpdateInPlace: true,
 		Inputs: map[string]any{"ref": ref.String(), "repository": ref.Repository, "tag": ref.Tag,
-			"endpoint": endpoint, "image": pushed, "files": fileList, "contents": texts2, "symlinks": links2,
-			"dirs": dirs2, "config": cfg},
+			"endpoint": endpoint, "image": pushed, "files": fileList, "contents": contentIn, "symlinks": linkIn,
+			"dirs": dirIn, "config": cfg},
 		Deps: runtime.Refs(reg, files, binaries),
 		Show: []runtime.Field{{Key: "ref", Value: ref.String()}, {Key: "push", Value: pushed},
 			{Key: "files", Value: strings.Join(shown, " ")}},
