@@ -136,7 +136,11 @@ func (builder) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 	layers, _ := img.Layers()
 	size, _ := layers[0].Size()
 	diffID, _ := layers[0].DiffID()
-	progress(fmt.Sprintf("pushing %s (%d entries, %.1f MB) to %s", s.Ref, n, float64(size)/1e6, s.Image))
+	entries := "entries"
+	if n == 1 {
+		entries = "entry"
+	}
+	progress(fmt.Sprintf("pushing %s (%d %s, %.1f MB) to %s", s.Ref, n, entries, float64(size)/1e6, s.Image))
 	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
 		return nil, registryError(s, "pushing "+s.Image, err)
 	}
