@@ -13,7 +13,7 @@ FUZZTIME ?= 10m
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test fuzz fuzz-ci lint docs bench tools deps check clean guest-image lb-image node-image lab lab-down e2e
+.PHONY: all build plugins test fuzz fuzz-ci lint docs bench tools deps check clean guest-image lb-image node-image registry-image lab lab-down e2e
 
 all: build
 
@@ -58,6 +58,9 @@ guest-image: ## the lab's Debian guest image, cached in /var/lib/khw/images (roo
 
 lb-image: ## khw/nginx-stream:local, the offline load balancer image (needs dockerd)
 	bash scripts/lb-image.sh
+
+registry-image: ## khw/registry:local, the offline image registry, from Debian's docker-registry (needs dockerd)
+	bash scripts/registry-image.sh
 
 node-image: ## khw/node:local, the image of container nodes (needs dockerd)
 	bash scripts/node-image.sh

@@ -6,7 +6,8 @@ set -euo pipefail
 need=()
 for pkg in protobuf-compiler iproute2 iptables openssh-server openssh-client \
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage util-linux \
-  debootstrap e2fsprogs docker.io nginx-light libnginx-mod-stream openssl graphviz; do
+  debootstrap e2fsprogs docker.io nginx-light libnginx-mod-stream openssl graphviz \
+  busybox-static wget dnsmasq-base; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,11 +4,13 @@ package all
 import (
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
+	"github.com/khw-dev/khw/builtins/image"
 	"github.com/khw-dev/khw/builtins/kubeconfig"
 	"github.com/khw-dev/khw/builtins/lb"
 	"github.com/khw-dev/khw/builtins/net"
 	"github.com/khw-dev/khw/builtins/node"
 	"github.com/khw-dev/khw/builtins/pki"
+	"github.com/khw-dev/khw/builtins/registry"
 	"github.com/khw-dev/khw/builtins/ssh"
 	"github.com/khw-dev/khw/builtins/vm"
 	"github.com/khw-dev/khw/runtime"
@@ -20,6 +22,7 @@ func Registry() *runtime.Registry {
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
 		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
+		registry.Register, image.Register,
 	} {
 		reg(r)
 	}

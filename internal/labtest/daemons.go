@@ -113,10 +113,11 @@ func worldReadableDir(t testing.TB, prefix string) string {
 	return dir
 }
 
-// Dockerd starts a private dockerd inside the namespace ns and returns
-// its socket; its data and state live in a temporary directory. It is
-// stopped when the test ends.
-func Dockerd(t testing.TB, ns *Namespace) string {
+// Dockerd starts a private dockerd inside the namespace ns, with more
+// flags if given (--insecure-registry ADDR), and returns its socket; its
+// data and state live in a temporary directory. It is stopped when the
+// test ends.
+func Dockerd(t testing.TB, ns *Namespace, flags ...string) string {
 	t.Helper()
 	requireTool(t, "dockerd")
 	dir, err := os.MkdirTemp("/tmp", "khw-dockerd")
@@ -127,6 +128,7 @@ func Dockerd(t testing.TB, ns *Namespace) string {
 	sock := filepath.Join(dir, "docker.sock")
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.Name, "dockerd", "--bridge=none", "-H", "unix://"+sock,
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "pid"))
+	cmd.Args = append(cmd.Args, flags...)
 	daemon(t, "dockerd", cmd, filepath.Join(dir, "log"), 15*time.Second, func() bool {
 		return exec.Command("docker", "-H", "unix://"+sock, "version").Run() == nil
 	})

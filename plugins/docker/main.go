@@ -19,5 +19,6 @@ func newProvider(d *docker) *sdk.Mux {
 	m.Handle(sdk.TypeInfo{Type: "docker.network", Doc: "a Docker bridge network adopting the lab bridge"}, network{d})
 	m.Handle(sdk.TypeInfo{Type: "lb.nginx", Doc: "the nginx load balancer container", UpdateInPlace: true}, lb{d})
 	m.Handle(sdk.TypeInfo{Type: "vm", Doc: "a node as a container that boots systemd (as kind's nodes do), with sshd"}, vmNode{d})
+	m.Handle(sdk.TypeInfo{Type: "registry.run", Doc: "an image registry container with its storage in a volume"}, registryRun{d})
 	return m
 }
