@@ -4,6 +4,7 @@ package all
 import (
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
+	"github.com/khw-dev/khw/builtins/k8s"
 	"github.com/khw-dev/khw/builtins/kubeconfig"
 	"github.com/khw-dev/khw/builtins/lb"
 	"github.com/khw-dev/khw/builtins/net"
@@ -19,7 +20,7 @@ func Registry() *runtime.Registry {
 	r := runtime.NewRegistry()
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
-		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
+		net.Register, docker.Register, vm.Register, lb.Register, node.Register, k8s.Register,
 	} {
 		reg(r)
 	}
