@@ -2,6 +2,7 @@ package k8s_test
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -18,34 +19,14 @@ admin = pki.cert("admin", ca = ca, csr = {"CN": "admin", "names": [{"O": "system
 kc = kubeconfig.write("admin", server = "https://10.200.1.15:6443", ca = ca, cert = admin, user = "admin")
 `
 
-const rbac = `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  annotations:
-    rbac.authorization.kubernetes.io/autoupdate: "true"
-  labels:
-    kubernetes.io/bootstrapping: rbac-defaults
-  name: system:kube-apiserver-to-kubelet
-rules:
-  - apiGroups: [""]
-    resources: ["nodes/proxy", "nodes/stats", "nodes/log", "nodes/spec", "nodes/metrics"]
-    verbs: ["*"]
----
-# the binding
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: system:kube-apiserver
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: kubernetes
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: system:kube-apiserver-to-kubelet
----
-`
+// rbac is the post's RBAC manifest, with comments and empty documents.
+var rbac = func() string {
+	b, err := os.ReadFile("testdata/rbac.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b) + "---\n# the end\n"
+}()
 
 func eval(t *testing.T, src string) (*khw.Recipe, error) {
 	t.Helper()
@@ -106,7 +87,7 @@ k8s.apply("a", [
      "rules": [{"verbs": ["*"], "apiGroups": [""],
                 "resources": ["nodes/proxy", "nodes/stats", "nodes/log", "nodes/spec", "nodes/metrics"]}]},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "system:kube-apiserver"},
+     "metadata": {"name": "system:kube-apiserver", "namespace": ""},
      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-apiserver-to-kubelet"},
      "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kubernetes"}]},
 ], kc)
