@@ -1,6 +1,7 @@
 package labtest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -103,15 +104,26 @@ type APIServer struct {
 	t   testing.TB
 }
 
-// StartAPIServer starts etcd and kube-apiserver and waits until the API
-// server is ready (/readyz).
+// StartAPIServer starts etcd and kube-apiserver with a CA of its own and
+// waits until the API server is ready (/readyz).
 func StartAPIServer(t testing.TB) *APIServer {
+	t.Helper()
+	return StartAPIServerWithCA(t, nil, nil)
+}
+
+// StartAPIServerWithCA is StartAPIServer with the CA given as PEM (a
+// recipe's ca.pem and ca-key.pem): it signs the API server's certificate
+// and is its client CA, so the recipe's kubeconfigs work. Nil makes a CA.
+func StartAPIServerWithCA(t testing.TB, caCertPEM, caKeyPEM []byte) *APIServer {
 	t.Helper()
 	bin, etcd := K8sBinDir(t), EtcdBin(t)
 	dir := t.TempDir()
 	a := &APIServer{Dir: dir, Bin: bin, t: t}
 
 	ca := newCA(t, "khw-test-ca")
+	if caCertPEM != nil {
+		ca = parseCA(t, caCertPEM, caKeyPEM)
+	}
 	a.ca = ca
 	serving := ca.issue(t, "kube-apiserver", nil, []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.32.0.1")},
 		[]string{"localhost", "kubernetes", "kubernetes.default"}, x509.ExtKeyUsageServerAuth)
@@ -294,8 +306,33 @@ func kubeconfig(t testing.TB, server string, caPEM []byte, ck *certKey) []byte {
 // certKey is a certificate and its key, PEM-encoded.
 type certKey struct {
 	cert            *x509.Certificate
-	key             *ecdsa.PrivateKey
+	key             crypto.Signer
 	certPEM, keyPEM []byte
+}
+
+// parseCA reads a CA certificate and its key (PKCS#8, PKCS#1 or SEC 1).
+func parseCA(t testing.TB, certPEM, keyPEM []byte) *certKey {
+	t.Helper()
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		t.Fatal("the CA certificate or key is not PEM")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key any
+	if key, err = x509.ParsePKCS8PrivateKey(kb.Bytes); err != nil {
+		if key, err = x509.ParsePKCS1PrivateKey(kb.Bytes); err != nil {
+			key, err = x509.ParseECPrivateKey(kb.Bytes)
+		}
+	}
+	signer, ok := key.(crypto.Signer)
+	if err != nil || !ok {
+		t.Fatalf("the CA key is not a private key: %v", err)
+	}
+	return &certKey{cert: cert, key: signer, certPEM: certPEM, keyPEM: keyPEM}
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
@@ -344,7 +381,7 @@ func sign(t testing.TB, ca *certKey, tmpl *x509.Certificate) *certKey {
 	k := newKey(t)
 	tmpl.SerialNumber = serial(t)
 	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
-	parent, parentKey := tmpl, k
+	parent, parentKey := tmpl, crypto.Signer(k)
 	if ca != nil {
 		parent, parentKey = ca.cert, ca.key
 	}
