@@ -99,9 +99,10 @@ type APIServer struct {
 	// kubeconfig and the daemons' logs.
 	Dir string
 	// Bin is the directory of the Kubernetes binaries.
-	Bin string
-	ca  *certKey
-	t   testing.TB
+	Bin       string
+	ca        *certKey
+	apiserver func(port int) *exec.Cmd
+	t         testing.TB
 }
 
 // StartAPIServer starts etcd and kube-apiserver with a CA of its own and
@@ -176,17 +177,20 @@ func StartAPIServerWithCA(t testing.TB, caCertPEM, caKeyPEM []byte) *APIServer {
 	port := FreePort(t)
 	a.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
 	a.Kubeconfig = write("admin.kubeconfig", kubeconfig(t, a.URL, ca.certPEM, admin))
-	api := exec.Command(filepath.Join(bin, "kube-apiserver"),
-		"--etcd-servers", clientURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
-		"--cert-dir", filepath.Join(dir, "certs"),
-		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, "--client-ca-file", caFile,
-		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file", saPubFile, "--service-account-signing-key-file", saKeyFile,
-		"--service-cluster-ip-range", "10.32.0.0/24",
-		"--authorization-mode", "Node,RBAC",
-		"--enable-admission-plugins", "NamespaceLifecycle,ServiceAccount",
-		"--v", "1")
+	a.apiserver = func(port int) *exec.Cmd {
+		return exec.Command(filepath.Join(bin, "kube-apiserver"),
+			"--etcd-servers", clientURL,
+			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
+			"--cert-dir", filepath.Join(dir, "certs"),
+			"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, "--client-ca-file", caFile,
+			"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file", saPubFile, "--service-account-signing-key-file", saKeyFile,
+			"--service-cluster-ip-range", "10.32.0.0/24",
+			"--authorization-mode", "Node,RBAC",
+			"--enable-admission-plugins", "NamespaceLifecycle,ServiceAccount",
+			"--v", "1")
+	}
+	api := a.apiserver(port)
 	client := a.httpClient(t, admin)
 	startDaemon(t, "kube-apiserver", api, filepath.Join(dir, "kube-apiserver.log"), 10*time.Second, 120*time.Second, func() bool {
 		resp, err := client.Get(a.URL + "/readyz")
@@ -197,6 +201,17 @@ func StartAPIServerWithCA(t testing.TB, caCertPEM, caKeyPEM []byte) *APIServer {
 		return resp.StatusCode == http.StatusOK
 	})
 	return a
+}
+
+// StartAnotherAPIServer starts a second kube-apiserver on the same etcd
+// (as the post's second controller) and returns its URL at once, while it
+// is still starting. It is stopped when the test ends.
+func (a *APIServer) StartAnotherAPIServer(t testing.TB) string {
+	t.Helper()
+	port := FreePort(t)
+	startDaemon(t, "kube-apiserver", a.apiserver(port), filepath.Join(a.Dir, fmt.Sprintf("kube-apiserver-%d.log", port)),
+		10*time.Second, 0, func() bool { return true })
+	return fmt.Sprintf("https://127.0.0.1:%d", port)
 }
 
 // StartControllers starts kube-controller-manager and kube-scheduler

@@ -52,7 +52,7 @@ func startDaemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace, wi
 			<-done
 		}
 	})
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
 		if ready() {
 			return
 		}
@@ -61,6 +61,9 @@ func startDaemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace, wi
 			b, _ := os.ReadFile(log)
 			t.Fatalf("%s exited at start:\n%s", name, Tail(string(b), 40))
 		default:
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 	}
 	b, _ := os.ReadFile(log)

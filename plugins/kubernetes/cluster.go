@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -100,9 +101,33 @@ func connect(path string) (*cluster, error) {
 func (c *cluster) readyz(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := c.disc.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	body, err := c.disc.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		if checks := failedChecks(string(body)); len(checks) > 3 {
+			return fmt.Errorf("not ready yet: %s and %d more", strings.Join(checks[:3], ", "), len(checks)-3)
+		} else if len(checks) > 0 {
+			return fmt.Errorf("not ready yet: %s", strings.Join(checks, ", "))
+		}
+	}
 	return err
 }
+
+// failedChecks are the names of the checks /readyz's body marks failed
+// ("[-]poststarthook/rbac/bootstrap-roles failed: reason withheld").
+func failedChecks(body string) []string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(l, "[-]"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				out = append(out, f[0])
+			}
+		}
+	}
+	return out
+}
+
+// sayEvery is how often a wait says what it waits for.
+var sayEvery = 5 * time.Second
 
 // waitReady retries /readyz until the API server answers ready or within
 // passes, reporting what it waits for every few seconds. A TLS or
@@ -116,7 +141,7 @@ func (c *cluster) waitReady(ctx context.Context, within time.Duration, progress 
 			return nil
 		}
 		if fatal(err) {
-			return c.explain(err, "reaching the API server")
+			return c.explain(err, "reaching the API server at "+c.server)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -124,7 +149,7 @@ func (c *cluster) waitReady(ctx context.Context, within time.Duration, progress 
 		if time.Now().After(deadline) {
 			return &notAnswering{server: c.server, within: within, last: err}
 		}
-		if progress != nil && time.Since(lastSaid) >= 5*time.Second {
+		if progress != nil && time.Since(lastSaid) >= sayEvery {
 			progress(fmt.Sprintf("waiting for the API server at %s: %s", c.server, short(err)))
 			lastSaid = time.Now()
 		}
@@ -238,11 +263,17 @@ func (c *cluster) explain(err error, doing string) error {
 	return msg
 }
 
-// message is the API server's own message when it gave one.
+// message is the API server's own message when it gave one, or what
+// went wrong on the way without the request's URL (the hint names the
+// server).
 func message(err error) string {
 	var st apierrors.APIStatus
 	if errors.As(err, &st) && st.Status().Message != "" {
 		return st.Status().Message
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
 	}
 	return err.Error()
 }

@@ -115,3 +115,12 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedChecks(t *testing.T) {
+	body := "[+]ping ok\n[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n" +
+		"[-]poststarthook/scheduling/bootstrap-system-priority-classes failed: reason withheld\nreadyz check failed\n"
+	got := strings.Join(failedChecks(body), " ")
+	if got != "poststarthook/rbac/bootstrap-roles poststarthook/scheduling/bootstrap-system-priority-classes" {
+		t.Fatalf("failedChecks = %q", got)
+	}
+}

@@ -180,7 +180,7 @@ func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Durat
 			return sdk.WithHint(&explained{msg: b.String()}, fmt.Sprintf("look closer with kubectl --kubeconfig %s%s describe %s %s; "+
 				"if it is only slow, give k8s.apply a longer timeout", c.kubeconfig, ns, strings.ToLower(first.Kind), first.Name))
 		}
-		if time.Since(lastSaid) >= 10*time.Second {
+		if time.Since(lastSaid) >= 2*sayEvery {
 			var parts []string
 			for i, r := range pending {
 				parts = append(parts, fmt.Sprintf("%s: %s", r, states[i].state))
