@@ -164,10 +164,21 @@ func (handler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 			return nil, c.explain(err, "checking "+r.String()+" with a dry run")
 		}
 		if fields := changed(obj, want, l); len(fields) > 0 {
-			drift = append(drift, fmt.Sprintf("%s was changed: %s", r, strings.Join(fields, ", ")))
+			drift = append(drift, fmt.Sprintf("%s was changed: %s", r, some(fields, maxFields)))
 		}
 	}
 	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(drift, "; "), Outputs: req.PriorOutputs}, nil
+}
+
+// maxFields is how many changed fields a drift names.
+const maxFields = 4
+
+// some joins the first n items, and says how many more there are.
+func some(items []string, n int) string {
+	if len(items) > n {
+		return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+	}
+	return strings.Join(items, ", ")
 }
 
 // changed lists the fields the manifest sets (top-level fields, and
@@ -190,10 +201,33 @@ func changed(manifest, want, live *unstructured.Unstructured) []string {
 				}
 			}
 		default:
-			if !reflect.DeepEqual(want.Object[k], live.Object[k]) {
-				out = append(out, k)
-			}
+			out = append(out, differ(k, want.Object[k], live.Object[k])...)
 		}
+	}
+	return out
+}
+
+// differ lists where a and b differ: the paths of the map keys, down to
+// the first list or value that differs ("spec.replicas", "rules").
+func differ(path string, a, b any) []string {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if !aok || !bok {
+		if reflect.DeepEqual(a, b) {
+			return nil
+		}
+		return []string{path}
+	}
+	keys := map[string]any{}
+	for k := range am {
+		keys[k] = nil
+	}
+	for k := range bm {
+		keys[k] = nil
+	}
+	var out []string
+	for _, k := range sortedKeys(keys) {
+		out = append(out, differ(path+"."+k, am[k], bm[k])...)
 	}
 	return out
 }

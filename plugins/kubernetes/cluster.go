@@ -103,10 +103,8 @@ func (c *cluster) readyz(ctx context.Context) error {
 	defer cancel()
 	body, err := c.disc.RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
-		if checks := failedChecks(string(body)); len(checks) > 3 {
-			return fmt.Errorf("not ready yet: %s and %d more", strings.Join(checks[:3], ", "), len(checks)-3)
-		} else if len(checks) > 0 {
-			return fmt.Errorf("not ready yet: %s", strings.Join(checks, ", "))
+		if checks := failedChecks(string(body)); len(checks) > 0 {
+			return fmt.Errorf("not ready yet: %s", some(checks, 3))
 		}
 	}
 	return err

@@ -323,8 +323,18 @@ func TestWaitAndFailures(t *testing.T) {
 	cfg := map[string]any{"kubeconfig": "admin.kubeconfig", "objects": objects(t, deployment), "wait": false, "timeout_s": 10}
 	noWait := web
 	noWait.Config, _ = json.Marshal(cfg)
-	if _, err := r.apply(noWait, nil); err != nil {
+	webOut, err := r.apply(noWait, nil)
+	if err != nil {
 		t.Fatalf("wait=False: %v", err)
+	}
+	// A Deployment that its controller and the scheduler have worked on
+	// is no drift.
+	if rr := r.read(noWait, webOut.Outputs); !rr.Exists || rr.Drift != "" {
+		t.Fatalf("read of the Deployment: exists %v, drift %q", rr.Exists, rr.Drift)
+	}
+	a.MustKubectl("scale", "deployment", "web", "--replicas", "3")
+	if rr := r.read(noWait, webOut.Outputs); rr.Drift != "Deployment default/web was changed: spec.replicas" {
+		t.Fatalf("read of the scaled Deployment: drift %q", rr.Drift)
 	}
 
 	// A Namespace listed after the ServiceAccount that lives in it, and a
@@ -345,10 +355,21 @@ spec:
 apiVersion: v1
 kind: Namespace
 metadata: {name: kube-flannel}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-flannel, labels: {k8s-app: kube-dns}}
+spec:
+  selector: {k8s-app: kube-dns}
+  clusterIP: 10.32.0.10
+  ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]
 `, 60)
 	nsOut := r.mustApply(ns, nil)
-	if got := refs(t, nsOut.Outputs); got[0].Namespace != "kube-flannel" || got[2].Kind != "Namespace" {
+	if got := refs(t, nsOut.Outputs); got[0].Namespace != "kube-flannel" || got[2].Kind != "Namespace" || got[3].Resource != "services" {
 		t.Fatalf("outputs = %+v", got)
+	}
+	if rr := r.read(ns, nsOut.Outputs); !rr.Exists || rr.Drift != "" {
+		t.Fatalf("read of the namespace's objects: exists %v, drift %q", rr.Exists, rr.Drift)
 	}
 	if err := p.Delete(context.Background(), &sdk.DeleteRequest{Resource: ns, PriorOutputs: nsOut.Outputs, Workdir: r.workdir}); err != nil {
 		t.Fatal(err)

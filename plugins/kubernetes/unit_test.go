@@ -41,9 +41,9 @@ func TestChangedLooksOnlyAtWhatTheManifestSets(t *testing.T) {
 	if got := changed(manifest, want, live); len(got) != 0 {
 		t.Fatalf("changed = %v", got)
 	}
-	live.Object["data"] = map[string]any{"k": "w"}
+	live.Object["data"] = map[string]any{"k": "w", "new": "x"}
 	live.SetLabels(nil)
-	if got := strings.Join(changed(manifest, want, live), ","); got != "data,metadata.labels" {
+	if got := strings.Join(changed(manifest, want, live), ","); got != "data.k,data.new,metadata.labels" {
 		t.Fatalf("changed = %s", got)
 	}
 }
@@ -122,5 +122,14 @@ func TestFailedChecks(t *testing.T) {
 	got := strings.Join(failedChecks(body), " ")
 	if got != "poststarthook/rbac/bootstrap-roles poststarthook/scheduling/bootstrap-system-priority-classes" {
 		t.Fatalf("failedChecks = %q", got)
+	}
+}
+
+func TestSome(t *testing.T) {
+	if got := some([]string{"a", "b", "c"}, 2); got != "a, b and 1 more" {
+		t.Errorf("some = %q", got)
+	}
+	if got := some([]string{"a", "b"}, 2); got != "a, b" {
+		t.Errorf("some = %q", got)
 	}
 }
