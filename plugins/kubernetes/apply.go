@@ -72,6 +72,9 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 	}
 
 	objs := cfg.objects()
+	if err := c.distinct(objs); err != nil {
+		return nil, err
+	}
 	refs := make([]ref, len(objs))
 	for _, i := range applyOrder(objs) {
 		obj := objs[i]
@@ -110,6 +113,25 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 		}
 	}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(outputs{Objects: refs}), Digest: cfg.digest()}, nil
+}
+
+// distinct refuses, before anything is applied, two objects that are one:
+// one without a namespace and one in the default namespace, which only
+// the API server's scope for the kind tells apart. Kinds it does not serve
+// yet (a CRD's, applied with it) are left to the apply.
+func (c *cluster) distinct(objs []*unstructured.Unstructured) error {
+	seen := map[string]int{}
+	for i, o := range objs {
+		_, r, err := c.resource(o.DeepCopy())
+		if err != nil {
+			continue
+		}
+		if j, dup := seen[r.key()]; dup {
+			return fmt.Errorf("manifest objects %d and %d are both %s", j+1, i+1, r)
+		}
+		seen[r.key()] = i
+	}
+	return nil
 }
 
 // delete deletes one object (its dependents in the background); one that

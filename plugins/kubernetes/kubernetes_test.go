@@ -416,6 +416,16 @@ spec:
 	}
 	noSecret(t, err)
 
+	// The same object twice, once in the kubeconfig's namespace by default.
+	_, err = r.apply(resource(t, "twice", "admin.kubeconfig", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n"+
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n", 30), nil)
+	if err == nil || !strings.Contains(err.Error(), "manifest objects 1 and 2 are both ConfigMap default/x") {
+		t.Fatalf("err = %v", err)
+	}
+	if out, err := a.Kubectl("get", "configmap", "x"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Fatalf("a manifest refused was applied: %s", out)
+	}
+
 	// A missing kubeconfig.
 	_, err = r.apply(resource(t, "none", "gone.kubeconfig", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", 30), nil)
 	if err == nil || !strings.Contains(err.Error(), "gone.kubeconfig: no such file or directory") {
