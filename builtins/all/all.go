@@ -5,6 +5,7 @@ import (
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
 	"github.com/khw-dev/khw/builtins/image"
+	"github.com/khw-dev/khw/builtins/k8s"
 	"github.com/khw-dev/khw/builtins/kubeconfig"
 	"github.com/khw-dev/khw/builtins/lb"
 	"github.com/khw-dev/khw/builtins/net"
@@ -22,7 +23,7 @@ func Registry() *runtime.Registry {
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
 		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
-		registry.Register, image.Register,
+		registry.Register, image.Register, k8s.Register,
 	} {
 		reg(r)
 	}

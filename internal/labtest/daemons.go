@@ -26,6 +26,12 @@ func requireTool(t testing.TB, name string) {
 // does.
 func daemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace time.Duration, ready func() bool) {
 	t.Helper()
+	startDaemon(t, name, cmd, log, grace, 20*time.Second, ready)
+}
+
+// startDaemon is daemon that waits up to within for ready.
+func startDaemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace, within time.Duration, ready func() bool) {
+	t.Helper()
 	f, err := os.Create(log)
 	if err != nil {
 		t.Fatal(err)
@@ -35,10 +41,10 @@ func daemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace time.Dur
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _, _ = cmd.Process.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(grace):
@@ -46,9 +52,18 @@ func daemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace time.Dur
 			<-done
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
 		if ready() {
 			return
+		}
+		select {
+		case <-done:
+			b, _ := os.ReadFile(log)
+			t.Fatalf("%s exited at start:\n%s", name, Tail(string(b), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 	}
 	b, _ := os.ReadFile(log)
