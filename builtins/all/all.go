@@ -2,6 +2,7 @@
 package all
 
 import (
+	"github.com/khw-dev/khw/builtins/artifact"
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
 	"github.com/khw-dev/khw/builtins/kubeconfig"
@@ -19,7 +20,7 @@ func Registry() *runtime.Registry {
 	r := runtime.NewRegistry()
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
-		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
+		net.Register, docker.Register, vm.Register, lb.Register, node.Register, artifact.Register,
 	} {
 		reg(r)
 	}
