@@ -176,9 +176,9 @@ var DefaultCatalog = Catalog{
 	{
 		Project:  "cni-plugins",
 		Binaries: []string{"bridge", "host-local", "loopback", "portmap", "flannel"},
-		Versions: []string{"v1.0.1"},
-		Why: "v1.0.1 is the last release with plugins/meta/flannel, and the flannel CNI plugin's own module " +
-			"(github.com/flannel-io/cni-plugin) is not served by the Go module proxy",
+		Versions: []string{"v0.9.1"},
+		Why: "v0.9.1 is the last release with plugins/meta/flannel (v1.0.0 moved it to " +
+			"github.com/flannel-io/cni-plugin, which the Go module proxy does not serve)",
 		Sources: []string{SourceBuild, SourceDownload},
 		Build: &GoBuild{
 			Module: "github.com/containernetworking/plugins",
@@ -205,9 +205,10 @@ var DefaultCatalog = Catalog{
 	{
 		Project:  "flannel",
 		Binaries: []string{"flanneld"},
-		Versions: []string{"v0.28.4"},
-		Why:      "v0.28.4 is a flannel release the Go module proxy serves that builds with this Go",
-		Sources:  []string{SourceBuild},
+		Versions: []string{"v0.27.4"},
+		Why: "v0.27.4 builds from the Go module proxy; v0.28.x needs tencentcloud-sdk-go's common v1.3.79, " +
+			"which the proxy refuses",
+		Sources: []string{SourceBuild},
 		NoSource: map[string]string{SourceDownload: "flannel's releases publish flanneld-amd64 without a sha256 " +
 			"file, and khw downloads nothing it cannot check"},
 		Build: &GoBuild{
