@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -69,7 +70,14 @@ func download(ctx context.Context, spec *Spec, version, base, out string, progre
 	return "downloaded " + strings.Join(got, ", ") + ", each checked against its published sha256", nil
 }
 
-var client = &http.Client{Timeout: 30 * time.Minute}
+// client gives up on a host that does not answer within half a minute
+// (offline), and on a download that takes longer than half an hour.
+var client = &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout:   30 * time.Second,
+	ResponseHeaderTimeout: time.Minute,
+}}
 
 func get(ctx context.Context, u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

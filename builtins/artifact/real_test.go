@@ -36,6 +36,17 @@ func TestRealBinariesFromTheCache(t *testing.T) {
 			"etcd":    {"--version", "etcd Version: 3.6.5"},
 			"etcdctl": {"version", "etcdctl version: 3.6.5"},
 		}},
+		{"cni-plugins", "v0.9.1", map[string][]string{
+			"bridge": {"CNI bridge plugin v0.9.1"}, "host-local": {"CNI host-local plugin v0.9.1"},
+			"loopback": {"CNI loopback plugin v0.9.1"}, "portmap": {"CNI portmap plugin v0.9.1"},
+			"flannel": {"CNI flannel plugin v0.9.1"},
+		}},
+		{"flannel", "v0.27.4", map[string][]string{"flanneld": {"--version", "v0.27.4"}}},
+		{"coredns", "v1.12.1", map[string][]string{"coredns": {"-version", "CoreDNS-1.12.1"}}},
+		{"containerd", "1.6.20~ds1-1+deb12u3", map[string][]string{
+			"containerd": {"--version", "1.6.20~ds1-1+deb12u3"}, "ctr": {"--version", "1.6.20~ds1"},
+			"containerd-shim-runc-v2": {"-v", "1.6.20~ds1"}, "runc": {"--version", "runc version 1.1.5"},
+		}},
 	} {
 		t.Run(c.project, func(t *testing.T) {
 			dir := Dir(cache, c.project, c.version)
@@ -46,7 +57,8 @@ func TestRealBinariesFromTheCache(t *testing.T) {
 				t.Skipf("%s %s is not in the cache %s (make artifacts builds it)", c.project, c.version, cache)
 			}
 			start := time.Now()
-			cfg := map[string]any{"project": c.project, "version": c.version, "source": SourceBuild, "cache": cache}
+			cfg := map[string]any{"project": c.project, "version": c.version,
+				"source": DefaultCatalog.Lookup(c.project).Sources[0], "cache": cache}
 			_, lines, err := apply(t, h, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
