@@ -295,6 +295,15 @@ func TestBuildFailureSaysWhatGoSaid(t *testing.T) {
 		t.Fatalf("err = %v (hint %q)", err, sdk.HintOf(err))
 	}
 	assertNothingCached(t, cache, "hello", "v1.0.0")
+
+	// A compile error is no proxy's fault: go's lines, and no hint.
+	cat = fakeCatalog(t)
+	cat[0].Build.Packages = append(cat[0].Build.Packages, Package{Path: "example.com/hello/cmd/broken", Bin: "broken"})
+	_, _, err = apply(t, &Handler{Catalog: cat}, map[string]any{"project": "hello", "version": "v1.0.0", "source": "build", "cache": cache}, nil)
+	if err == nil || !strings.Contains(err.Error(), "undefined: notDefined") || sdk.HintOf(err) != "" {
+		t.Fatalf("err = %v (hint %q)", err, sdk.HintOf(err))
+	}
+	assertNothingCached(t, cache, "hello", "v1.0.0")
 }
 
 func assertNothingCached(t *testing.T, cache, project, version string) {

@@ -156,6 +156,9 @@ func downloadModule(ctx context.Context, gobin, dir, mod, version string) (*modI
 	return &info, nil
 }
 
+// fetchFailed matches go's words for a module it could not fetch.
+var fetchFailed = regexp.MustCompile(`GOPROXY|proxy|dial tcp|no such host|[45][0-9][0-9] [A-Z][a-z]+|finding module|missing go.sum entry|verifying module`)
+
 func proxyHint(err error) error {
 	return sdk.WithHint(err, "the Go module proxy must serve the module (go env GOPROXY; offline machines need a "+
 		"reachable proxy or a filled GOMODCACHE); or use source = \"download\" where the internet is reachable")
@@ -291,7 +294,10 @@ func goBuild(ctx context.Context, spec *Spec, version, out string, progress sdk.
 	progress(fmt.Sprintf("go build of %d packages of %s@%s", len(gb.Packages), gb.Module, version))
 	what := fmt.Sprintf("go build of %s@%s (%d packages)", gb.Module, version, len(gb.Packages))
 	if err := command(ctx, what, work, goEnv(gb.CGO), bp.line, gobin, args...); err != nil {
-		return "", proxyHint(err)
+		if fetchFailed.MatchString(err.Error()) {
+			return "", proxyHint(err)
+		}
+		return "", err
 	}
 	for _, p := range gb.Packages {
 		if err := os.Rename(filepath.Join(bin, goBinName(p.Path)), filepath.Join(out, p.Bin)); err != nil {
