@@ -13,7 +13,7 @@ FUZZTIME ?= 10m
 
 export PATH := $(GOBIN):/usr/local/go/bin:$(PATH)
 
-.PHONY: all build plugins test fuzz fuzz-ci lint docs bench tools deps check clean guest-image lb-image node-image registry-image lab lab-down e2e
+.PHONY: all build artifacts plugins test fuzz fuzz-ci lint docs bench tools deps check clean guest-image lb-image node-image registry-image lab lab-down e2e
 
 all: build
 
@@ -52,6 +52,15 @@ tools: ## the Go tools tests and lint use
 
 deps: ## the machine's packages (Debian/Ubuntu, as root)
 	bash scripts/install-deps.sh
+
+# The machine's artifact cache (shared by every workdir) and the workdir
+# that records what make artifacts made.
+ARTIFACT_CACHE   ?= /var/lib/khw/artifacts
+ARTIFACT_WORKDIR ?= /var/lib/khw/artifacts-run
+
+artifacts: build ## the cluster's binaries (Kubernetes, etcd, CNI plugins, flannel, CoreDNS, containerd) into $(ARTIFACT_CACHE); offline, ~15 min cold
+	bin/khw run recipes/artifacts.star --workdir $(ARTIFACT_WORKDIR) --parallelism 1 \
+	  --set artifact_cache=$(ARTIFACT_CACHE) --target artifact.
 
 guest-image: ## the lab's Debian guest image, cached in /var/lib/khw/images (root)
 	bash scripts/guest-image.sh

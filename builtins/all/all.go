@@ -2,6 +2,7 @@
 package all
 
 import (
+	"github.com/khw-dev/khw/builtins/artifact"
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
 	"github.com/khw-dev/khw/builtins/image"
@@ -23,7 +24,7 @@ func Registry() *runtime.Registry {
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
 		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
-		registry.Register, image.Register, k8s.Register,
+		registry.Register, image.Register, k8s.Register, artifact.Register,
 	} {
 		reg(r)
 	}
