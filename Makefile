@@ -60,7 +60,7 @@ ARTIFACT_WORKDIR ?= /var/lib/khw/artifacts-run
 
 artifacts: build ## the cluster's binaries (Kubernetes, etcd, CNI plugins, flannel, CoreDNS, containerd) into $(ARTIFACT_CACHE); offline, ~15 min cold
 	bin/khw run recipes/artifacts.star --workdir $(ARTIFACT_WORKDIR) --parallelism 1 \
-	  --set artifact_cache=$(ARTIFACT_CACHE) --target artifact.
+	  --set artifacts_dir=$(ARTIFACT_CACHE) --set artifact_source=build
 
 guest-image: ## the lab's Debian guest image, cached in /var/lib/khw/images (root)
 	bash scripts/guest-image.sh

@@ -38,6 +38,7 @@ type shape struct {
 	Provider string
 	Inputs   string
 	Deps     []string
+	After    []string
 }
 
 func shapes(t *testing.T, r *runtime.Recipe) map[string]shape {
@@ -48,7 +49,7 @@ func shapes(t *testing.T, r *runtime.Recipe) map[string]shape {
 			t.Fatal(err)
 		}
 		deps := slices.Sorted(slices.Values(res.Deps))
-		out[res.Addr()] = shape{res.Provider, string(in), deps}
+		out[res.Addr()] = shape{res.Provider, string(in), deps, slices.Sorted(slices.Values(res.After))}
 	}
 	return out
 }
@@ -56,10 +57,17 @@ func shapes(t *testing.T, r *runtime.Recipe) map[string]shape {
 // TestThreeMastersForkEqualsSetControllers: the fork and the post's recipe
 // with --set controllers=3 declare the same resources with the same inputs.
 func TestThreeMastersForkEqualsSetControllers(t *testing.T) {
+	partOne := map[string]string{"part": "1"}
+	if n := len(eval(t, "examples/three-masters.star", partOne).Resources); n != 50 {
+		t.Errorf("the fork's Part 1 declares %d resources, want the post's 46 + m3's vm, 3 copies", n)
+	}
+	post := len(eval(t, "hardway.star", nil).Resources)
 	fork := shapes(t, eval(t, "examples/three-masters.star", nil))
 	set := shapes(t, eval(t, "hardway.star", map[string]string{"controllers": "3"}))
-	if len(fork) != 50 {
-		t.Errorf("the fork declares %d resources, want the post's 46 + m3's vm, 3 copies", len(fork))
+	// m3: its vm and 3 copies (Part 1); its binaries, etcd certs and
+	// Kubernetes files, and 4 services (Part 2).
+	if len(fork) != post+4+7 {
+		t.Errorf("the fork declares %d resources, want the post's %d + 11 for m3", len(fork), post)
 	}
 	for addr, s := range fork {
 		if !reflect.DeepEqual(set[addr], s) {
@@ -103,6 +111,45 @@ func TestAThirdControllerFollowsEverywhere(t *testing.T) {
 		if a != b {
 			t.Errorf("%s gets %s, m1 gets %s", c, a, b)
 		}
+	}
+	// Part 2: a third etcd member, in every member's initial cluster and
+	// every API server's etcd servers.
+	for _, c := range []string{"m1", "m2", "m3"} {
+		etcd := r.Resource("node.service." + c + "-etcd")
+		if etcd == nil || !strings.Contains(etcd.Inputs["unit"].(string), "--initial-cluster=m1=https://10.200.1.10:2380,m2=https://10.200.1.11:2380,m3=https://10.200.1.12:2380") {
+			t.Errorf("%s's etcd does not list the three members: %v", c, etcd)
+		}
+		api := r.Resource("node.service." + c + "-kube-apiserver")
+		if api == nil || !strings.Contains(api.Inputs["unit"].(string), "--etcd-servers=https://10.200.1.10:2379,https://10.200.1.11:2379,https://10.200.1.12:2379") {
+			t.Errorf("%s's kube-apiserver does not use the three members", c)
+		}
+		if api != nil && !slices.Contains(api.After, "node.service.m3-etcd") {
+			t.Errorf("%s's kube-apiserver does not start after m3's etcd: %v", c, api.After)
+		}
+	}
+}
+
+// TestWorkersFollowTheTable: a third worker gets the whole of Part 3 and
+// its own certificate, and the kubelets' cluster DNS is the service range's
+// tenth address.
+func TestWorkersFollowTheTable(t *testing.T) {
+	r := eval(t, "hardway.star", map[string]string{"workers": "3"})
+	for _, a := range []string{"node.copy.n3-binaries", "node.copy.n3-cni-plugins", "node.copy.n3-kubelet-files",
+		"node.service.n3-containerd", "node.service.n3-kubelet", "node.service.n3-kube-proxy", "node.service.n3-flanneld"} {
+		if r.Resource(a) == nil {
+			t.Errorf("no %s", a)
+		}
+	}
+	files := r.Resource("node.service.n3-kubelet").Inputs["files"].(map[string]any)
+	conf := files["/var/lib/kubelet/kubelet-config.yaml"].(string)
+	for _, want := range []string{`- "10.32.0.10"`, `tlsCertFile: "/var/lib/kubelet/n3.pem"`, "cgroupDriver: cgroupfs"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("n3's kubelet config lacks %s:\n%s", want, conf)
+		}
+	}
+	dns := fmt.Sprint(r.Resource("k8s.apply.coredns").Inputs["objects"])
+	if !strings.Contains(dns, "clusterIP:10.32.0.10") {
+		t.Errorf("kube-dns is not at 10.32.0.10: %s", dns)
 	}
 }
 

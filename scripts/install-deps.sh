@@ -7,7 +7,7 @@ need=()
 for pkg in protobuf-compiler iproute2 iptables openssh-server openssh-client \
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils genisoimage util-linux \
   debootstrap e2fsprogs docker.io nginx-light libnginx-mod-stream openssl graphviz \
-  busybox-static wget dnsmasq-base; do
+  busybox-static wget dnsmasq-base jq bind9-dnsutils gcc libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The post's lab on this machine, without touching the host's own network:
-# everything (bridge, NAT, libvirtd, qemu and its taps, the nodes) lives in a
-# network namespace, khw-lab, with an uplink to a second namespace, khw-wan,
-# that stands in for the internet (all addresses 10.200.x).
+# The post's cluster on this machine, without touching the host's own network:
+# everything (bridge, NAT, libvirtd, qemu and its taps, the nodes, the
+# registry) lives in a network namespace, khw-lab, with an uplink to a second
+# namespace, khw-wan, that stands in for the internet (all addresses 10.200.x).
 #
 #   scripts/lab.sh up [khw run flags...]   build, start, run the post's recipe
-#       (containers as nodes: scripts/lab.sh up --set hypervisor=docker --set image=khw/node:local)
 #   scripts/lab.sh down                    khw destroy, stop daemons, remove namespaces
-#   scripts/lab.sh exec CMD...             run CMD inside the lab (ssh to a node, virsh, ...)
+#   scripts/lab.sh kubectl ARGS...         kubectl (the cluster's version) as admin, through the load balancer
+#   scripts/lab.sh ssh NODE [-- CMD...]    log in to a node (khw ssh)
+#   scripts/lab.sh exec CMD...             run CMD inside the lab (curl, virsh, ...)
 #   scripts/lab.sh khw ARGS...             run khw inside the lab on the lab's workdir
 #   scripts/lab.sh docker ARGS...          the lab's own dockerd
 #   scripts/lab.sh virsh2 ARGS...          virsh on the second hypervisor host
 #   scripts/lab.sh restart libvirtd        kill the lab's libvirtd and start it again (fault tests)
+#
+# Nodes: VMs where this machine runs KVM guests (a 10 s probe boots the
+# guest kernel under KVM, once), containers where it cannot (then say so).
+# KHW_ACCEL=kvm or KHW_ACCEL=qemu (emulation, slow) forces VMs;
+# KHW_NODES=containers or KHW_NODES=vms chooses outright.
 #
 # A second hypervisor host (KHW_LAB_HOSTS=2): one more namespace, khw-hv2,
 # with its own libvirtd (own mount namespace: /run/libvirt, /var/lib/libvirt,
@@ -22,8 +28,10 @@
 #
 # Settings: KHW_LAB_RECIPE (default recipes/hardway.star), KHW_LAB_HOSTS
 # (1 or 2), KHW_LAB_WORKDIR (default /var/lib/khw/lab), KHW_IMAGE_DIR
-# (default /var/lib/khw/images/debian-12), KHW_ACCEL (default qemu: these
-# machines cannot run KVM guests; use kvm on a laptop).
+# (default /var/lib/khw/images/debian-12), KHW_ACCEL and KHW_NODES (above),
+# KHW_ARTIFACTS (default /var/lib/khw/artifacts: the binaries, built once
+# from the Go module proxy and Debian's packages), KHW_LAB_PARAMS (more khw
+# flags for every command, e.g. "--set part=1" for the post's Part 1 only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -36,7 +44,7 @@ RUN=/run/khw-lab
 RECIPE=${KHW_LAB_RECIPE:-recipes/hardway.star}
 WORKDIR=${KHW_LAB_WORKDIR:-/var/lib/khw/lab}
 IMAGES=${KHW_IMAGE_DIR:-/var/lib/khw/images/debian-12}
-ACCEL=${KHW_ACCEL:-qemu}
+ARTIFACTS=${KHW_ARTIFACTS:-/var/lib/khw/artifacts}
 export PATH="/usr/local/go/bin:$PATH"
 
 say() { printf '\033[1mlab:\033[0m %s\n' "$*"; }
@@ -44,15 +52,67 @@ in_ns() { ip netns exec "$NS" "$@"; }
 
 DOCKER_SOCK=$RUN/docker.sock
 LB_IMAGE=khw/nginx-stream:local
+REGISTRY_IMAGE=khw/registry:local
+NODE_IMAGE=khw/node:local
+
+# kvm_works: does this machine run KVM guests? /dev/kvm can exist while
+# guests die at their first instructions (nested virtualisation without the
+# features a kernel needs), so boot the guest kernel under KVM for up to 10 s
+# and look for its banner on the serial console. Cached per kernel.
+kvm_works() {
+  local cache=/var/lib/khw/kvm-probe kernel=$IMAGES/vmlinuz
+  [ -r /dev/kvm ] || return 1
+  command -v qemu-system-x86_64 >/dev/null || return 1
+  [ -f "$kernel" ] || bash scripts/guest-image.sh >&2
+  local key; key=$(sha256sum "$kernel" | cut -c1-16)
+  if [ -f "$cache" ] && [ "$(cut -d' ' -f1 "$cache")" = "$key" ]; then
+    [ "$(cut -d' ' -f2 "$cache")" = yes ]; return
+  fi
+  local out=no
+  if timeout 10 qemu-system-x86_64 -accel kvm -m 256 -nographic -no-reboot -monitor none -serial stdio \
+      -kernel "$kernel" -append "console=ttyS0 panic=-1" 2>/dev/null | grep -a -q -m1 "Linux version"; then
+    out=yes
+  fi
+  mkdir -p /var/lib/khw; echo "$key $out" > "$cache"
+  [ $out = yes ]
+}
+
+# choose_nodes sets NODES (vms or containers) and ACCEL, and says why. A
+# lab that is up keeps what it was made with ($RUN/nodes), so that later
+# commands plan against the same nodes.
+choose_nodes() {
+  NODES=${KHW_NODES:-}
+  ACCEL=${KHW_ACCEL:-}
+  if [ -z "$NODES$ACCEL" ] && [ -f "$RUN/nodes" ]; then
+    read -r NODES ACCEL < "$RUN/nodes"
+    return
+  fi
+  if [ -z "$NODES" ]; then
+    if [ -n "$ACCEL" ]; then NODES=vms
+    elif kvm_works; then NODES=vms ACCEL=kvm
+    else
+      NODES=containers
+      say "this machine cannot run KVM guests (a guest kernel under KVM printed nothing in 10 s): the nodes are containers running systemd, like kind's; KHW_ACCEL=qemu uses emulated VMs instead (slow)"
+    fi
+  fi
+  ACCEL=${ACCEL:-kvm}
+  if [ "$NODES" = containers ] && [ "$ACCEL" = kvm ] && [ -z "${KHW_ACCEL:-}" ]; then ACCEL=qemu; fi
+}
 
 lab_params() {
   echo --workdir "$WORKDIR" --set accel="$ACCEL" --set image="$IMAGES/base.qcow2" \
     --set kernel="$IMAGES/vmlinuz" --set initrd="$IMAGES/initrd.img" --set hosts_file="$WORKDIR/hosts" \
-    --set lb_image="$LB_IMAGE"
+    --set lb_image="$LB_IMAGE" --set artifact_source=build --set artifacts_dir="$ARTIFACTS" \
+    --set mirror=true --set registry_image="$REGISTRY_IMAGE"
+  if [ "$NODES" = containers ]; then
+    echo --set hypervisor=docker --set image="$NODE_IMAGE"
+  fi
+  echo "${KHW_LAB_PARAMS:-}"
 }
 
 khw_in_lab() { # khw subcommand [flags...]
   local sub=$1; shift
+  [ -n "${NODES:-}" ] || choose_nodes
   # shellcheck disable=SC2046
   in_ns env KHW_PLUGIN_PATH="$repo/bin" DOCKER_HOST="unix://$DOCKER_SOCK" "$repo/bin/khw" "$sub" "$RECIPE" $(lab_params) "$@"
 }
@@ -90,7 +150,8 @@ start_dockerd() {
   docker -H "unix://$DOCKER_SOCK" version >/dev/null || { echo "lab: dockerd did not start: /var/log/khw-lab-dockerd.log" >&2; exit 1; }
   say "dockerd runs inside $NS"
   DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/lb-image.sh "$LB_IMAGE"
-  DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/node-image.sh khw/node:local
+  DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/registry-image.sh "$REGISTRY_IMAGE"
+  DOCKER_HOST="unix://$DOCKER_SOCK" bash scripts/node-image.sh "$NODE_IMAGE"
 }
 
 # docker_cleanup removes the containers and networks khw made that no
@@ -179,6 +240,7 @@ up() {
   phase build
   bash scripts/guest-image.sh
   phase image
+  choose_nodes
   if ! ip netns list | grep -qw "$NS"; then
     ip netns add "$WAN"; ip netns add "$NS"
     ip link add khw-up type veth peer name khw-down
@@ -198,20 +260,49 @@ up() {
     [ -f "$WORKDIR/.khw/state.json" ] || docker_cleanup
   fi
   mkdir -p "$WORKDIR"
+  echo "$NODES $ACCEL" > "$RUN/nodes"
   phase daemons
-  say "khw run $RECIPE (accel=$ACCEL)"
   local start=$SECONDS rc=0
-  khw_in_lab run "$@" || rc=$?
-  say "khw run took $((SECONDS - start))s"
-  phase "khw run"
+  # The binaries first, on their own (a cold build takes minutes; then
+  # they are cached for every lab), when the recipe and its settings use any.
+  if khw_in_lab plan --target artifact. "$@" >/dev/null 2>&1; then
+    say "the cluster's binaries (built once into $ARTIFACTS, then reused)"
+    khw_in_lab run --target artifact. "$@" || rc=$?
+    phase artifacts
+  fi
   if [ $rc = 0 ]; then
-    printf '{"started": "%s", "phases": [%s], "total_seconds": %s}\n' "$started" "$PHASES" "$(awk "BEGIN{printf \"%.1f\", $(now) - $began}")" > "$WORKDIR/timings.json"
+    say "khw run $RECIPE (nodes: $NODES, accel=$ACCEL)"
+    start=$SECONDS
+    khw_in_lab run "$@" || rc=$?
+    say "khw run took $((SECONDS - start))s"
+    phase "khw run"
+  fi
+  if [ $rc = 0 ]; then
+    printf '{"started": "%s", "nodes": "%s", "phases": [%s], "total_seconds": %s}\n' "$started" "$NODES" "$PHASES" "$(awk "BEGIN{printf \"%.1f\", $(now) - $began}")" > "$WORKDIR/timings.json"
   fi
   if [ ! -x bin/khw-plugin-docker ]; then
     say "the docker plugin is not built: the load balancer and its Docker network are the steps reported missing"
   fi
-  say "reach a node: scripts/lab.sh exec ssh -i $WORKDIR/id_ed25519 -o UserKnownHostsFile=$WORKDIR/known_hosts veeru@10.200.1.10"
+  say "reach a node: scripts/lab.sh ssh m1 (or: bin/khw ssh --workdir $WORKDIR --print m1)"
+  if [ $rc = 0 ] && [ -f "$WORKDIR/admin-remote.kubeconfig" ]; then
+    say "the cluster, through the load balancer at https://10.200.1.15:6443 (inside the lab's namespace):"
+    kubectl_in_lab get nodes -o wide || true
+    say "use it: scripts/lab.sh kubectl get pods -A   (KUBECONFIG=$WORKDIR/admin-remote.kubeconfig, kubectl $(kubectl_path | sed 's|.*/kubernetes/||; s|/kubectl||'))"
+  fi
   return $rc
+}
+
+# kubectl_path is the kubectl of the cluster's Kubernetes version, from
+# the artifact cache (the host's own may be too far from the cluster's).
+kubectl_path() {
+  local p
+  p=$(jq -r '.resources["artifact.kubernetes"].outputs.files.kubectl.path // empty' "$WORKDIR/.khw/state.json" 2>/dev/null || true)
+  [ -n "$p" ] && [ -x "$p" ] || p=$(command -v kubectl)
+  echo "$p"
+}
+
+kubectl_in_lab() {
+  in_ns env KUBECONFIG="$WORKDIR/admin-remote.kubeconfig" "$(kubectl_path)" "$@"
 }
 
 down() {
@@ -251,11 +342,13 @@ main() {
     up) shift; up "$@" ;;
     down) down ;;
     exec) shift; in_ns "$@" ;;
+    kubectl) shift; kubectl_in_lab "$@" ;;
+    ssh) shift; in_ns "$repo/bin/khw" ssh --workdir "$WORKDIR" "$@" ;;
     khw) shift; sub=$1; shift; khw_in_lab "$sub" "$@" ;;
     docker) shift; docker -H "unix://$DOCKER_SOCK" "$@" ;;
     virsh2) shift; in_ns virsh -c "$HV2_URI" "$@" ;;
     restart) restart "${2:-}" ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    *) sed -n '2,34p' "$0"; exit 2 ;;
   esac
 }
 main "$@"; exit $?

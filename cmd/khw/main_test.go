@@ -103,10 +103,32 @@ var partOne = []string{
 	"pki.key.kube-proxy", "pki.key.kube-scheduler", "pki.key.kubernetes", "pki.key.service-account",
 }
 
+// every address the post's Parts 2 and 3 add, for a sample.
+var partsTwoAndThree = []string{
+	"artifact.kubernetes", "artifact.etcd", "kubeconfig.admin-remote", "node.copy.m1-binaries", "node.copy.m1-etcd-certs",
+	"node.service.m1-etcd", "node.service.m2-kube-apiserver", "node.service.m1-kube-controller-manager",
+	"node.service.m2-kube-scheduler", "k8s.apply.kube-apiserver-to-kubelet", "pki.cert.flannel",
+	"node.service.n1-containerd", "node.service.n2-kubelet", "node.service.n1-kube-proxy", "node.service.n2-flanneld",
+	"k8s.apply.flannel-rbac", "k8s.apply.coredns",
+}
+
 func TestDryRunOnFreshWorkdirCreatesNothing(t *testing.T) {
 	for _, args := range [][]string{{"plan"}, {"run", "--dry-run"}} {
 		workdir := filepath.Join(t.TempDir(), "lab")
 		r := khw(t, append(args, "recipes/hardway.star", "--workdir", workdir)...)
+		if r.code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, r.code, r.all())
+		}
+		for _, addr := range append(append([]string(nil), partOne...), partsTwoAndThree...) {
+			if !strings.Contains(r.stdout, "+ "+addr+" ") {
+				t.Errorf("%v: the whole post's plan lacks %s", args, addr)
+			}
+		}
+		if _, err := os.Stat(workdir); !os.IsNotExist(err) {
+			t.Fatalf("%v: the dry run created %s", args, workdir)
+		}
+		// --set part=1: the post's Part 1, exactly.
+		r = khw(t, append(args, "recipes/hardway.star", "--workdir", workdir, "--set", "part=1")...)
 		if r.code != 0 {
 			t.Fatalf("%v: exit %d\n%s", args, r.code, r.all())
 		}

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ func background(t *testing.T, args ...string) (*labtest.Buffer, func() error) {
 	out := &labtest.Buffer{}
 	cmd := exec.Command("bash", append([]string{filepath.Join(root, "scripts", "lab.sh"), "khw"}, args...)...)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), partOneLab...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -47,6 +47,10 @@ func roleFiles(node string) []string {
 	return []string{"ca.pem", node + "-key.pem", node + ".pem", node + ".kubeconfig", "kube-proxy.kubeconfig"}
 }
 
+// partOneLab: these labs are the post's Part 1, on VMs under emulation
+// unless a test asks for containers (tests/cluster runs Parts 2 and 3).
+var partOneLab = []string{"KHW_LAB_PARAMS=--set part=1", "KHW_ACCEL=qemu"}
+
 func lab(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	return labEnv(t, nil, args...)
@@ -57,7 +61,7 @@ func labEnv(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("bash", append([]string{filepath.Join(root, "scripts", "lab.sh")}, args...)...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), partOneLab...), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -19,7 +19,7 @@ func (e *env) start(t *testing.T, out *labtest.Buffer, args ...string) *exec.Cmd
 	t.Helper()
 	full := append([]string{"netns", "exec", e.lab.Name, filepath.Join(e.bin, "khw")}, args...)
 	full = append(full, filepath.Join(labtest.RepoRoot(), "recipes", "hardway.star"), "--workdir", e.work,
-		"--set", "hypervisor=none", "--set", "user=root", "-o", "json")
+		"--set", "hypervisor=none", "--set", "user=root", "--set", "part=1", "-o", "json")
 	cmd := exec.Command("ip", full...)
 	cmd.Env = append(os.Environ(), "KHW_PLUGIN_PATH=")
 	cmd.Stdout, cmd.Stderr = out, out

@@ -60,7 +60,7 @@ func (e *env) khw(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	full := append([]string{"netns", "exec", e.lab.Name, filepath.Join(e.bin, "khw")}, args...)
 	full = append(full, filepath.Join(labtest.RepoRoot(), "recipes", "hardway.star"), "--workdir", e.work,
-		"--set", "hypervisor=none", "--set", "user=root")
+		"--set", "hypervisor=none", "--set", "user=root", "--set", "part=1")
 	cmd := exec.Command("ip", full...)
 	cmd.Env = append(os.Environ(), "KHW_PLUGIN_PATH=")
 	out, err := cmd.CombinedOutput()
