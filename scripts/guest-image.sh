@@ -20,12 +20,14 @@ out=${KHW_IMAGE_DIR:-/var/lib/khw/images/debian-12}
 # The rest is what Parts 2-3 of the post need from the OS, carried in the
 # image because nodes have no internet: the post's workers run
 # `apt-get install socat conntrack ipset`; kube-proxy needs iptables;
-# kmod, procps, curl, less for the units and for a person on the node;
+# kmod, procps, curl, less for the units and for a person on the node
+# (bsdextrautils: hexdump, which Kubernetes The Hard Way's encryption test
+# runs on a controller);
 # dbus for hostnamectl and friends.
 # python3-cffi-backend: without it debootstrap cannot resolve a virtual
 # dependency and cloud-init stays unconfigured.
 packages=systemd-sysv,openssh-server,cloud-init,python3-cffi-backend,ifupdown,iproute2,netbase,udev,sudo,linux-image-cloud-amd64
-packages+=,dbus,iptables,conntrack,socat,ipset,curl,ca-certificates,kmod,procps,less
+packages+=,dbus,iptables,conntrack,socat,ipset,curl,ca-certificates,kmod,procps,less,bsdextrautils
 # Bump when the build changes the root in another way than its packages.
 stamp="bookworm 3 $packages"
 if [ "${1:-}" = --stamp ]; then

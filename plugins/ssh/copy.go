@@ -202,6 +202,29 @@ func list(ctx context.Context, cn *conn, root bool, dest string, names []string,
 	return out, nil
 }
 
+// sendFiles writes files to dir on t's node over one sftp session, which
+// ends when they are written.
+func sendFiles(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, root bool, dir string, files []copyFile, progress sdk.Progress) error {
+	_, sc, done, err := p.openSFTP(ctx, t, req.Workdir, req.Deps, t.timeout(), root)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := sc.MkdirAll(dir); err != nil {
+		return fmt.Errorf("node %s (%s): creating %s: %w", t.Node, t.addr(), dir, err)
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		progress(fmt.Sprintf("copying %s to %s:%s", f.name, t.Node, dir))
+		if err := put(sc, f, dir); err != nil {
+			return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
+		}
+	}
+	return nil
+}
+
 // stats asks the node for the stat keys of files just written to dir.
 func stats(ctx context.Context, cn *conn, root bool, dir string, names []string) (map[string]string, error) {
 	r, err := cn.script(ctx, root, "stat in "+dir, fmt.Sprintf("cd %s && stat -c '%%s %%i %%Z %%Y %%n' -- %s", shellQuote(dir), quoteAll(names)))
@@ -336,26 +359,21 @@ func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest 
 		send = append(send, f)
 	}
 	if len(send) > 0 {
-		_, sc, done, err := p.openSFTP(ctx, t, req.Workdir, req.Deps, t.timeout(), root)
-		if err != nil {
+		if err := sendFiles(ctx, p, req, t, root, have.dir, send, progress); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return nil, err
 		}
-		defer done()
-		if err := sc.MkdirAll(have.dir); err != nil {
-			return fail(fmt.Errorf("creating %s: %w", have.dir, err))
+		out.Copied = len(send)
+		sent := make([]string, len(send))
+		for i, f := range send {
+			sent[i] = f.name
 		}
-		var sent []string
-		for _, f := range send {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			progress(fmt.Sprintf("copying %s to %s:%s", f.name, t.Node, have.dir))
-			if err := put(sc, f, have.dir); err != nil {
-				return fail(err)
-			}
-			out.Copied++
-			sent = append(sent, f.name)
-		}
+		// After the sftp session has ended: a resource never holds one
+		// session while it waits for another, or copies in parallel to
+		// one node could take every session of the connection and wait
+		// for each other.
 		st, err := stats(ctx, cn, root, have.dir, sent)
 		if err != nil {
 			return fail(err)

@@ -410,6 +410,32 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	// The cluster copies 9 file sets to one worker at once: more than a
+	// connection's sessions. A copy must never hold its sftp session while
+	// it waits for another (a deadlock seen with the whole post).
+	t.Run("many copies to one node at once", func(t *testing.T) {
+		n := l.nodes["m3"]
+		reqs := map[string]*sdk.ApplyRequest{}
+		for i := range 2 * sessionsPerConn {
+			name := fmt.Sprintf("set%d", i)
+			reqs[name] = &sdk.ApplyRequest{Resource: resource("node.copy", name, copyCfg(l.targetConfig(n, 20), "~/"+name, controllerFiles)),
+				Action: sdk.Create, Workdir: l.workdir}
+		}
+		done := make(chan map[string]*applied, 1)
+		go func() { done <- applyAll(ctx, m, reqs) }()
+		select {
+		case res := <-done:
+			for name, a := range res {
+				if a.err != nil || a.out.Copied != len(controllerFiles) {
+					t.Errorf("%s: copied %d: %v", name, a.out.Copied, a.err)
+				}
+				l.checkOnDisk(t, n, filepath.Join(n.home, name), sums)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("16 copies to one node did not end within a minute")
+		}
+	})
+
 	t.Run("cancelling stops a command", func(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()

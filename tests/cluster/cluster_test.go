@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -325,18 +326,18 @@ func controlPlane(t *testing.T, controllers []string) {
 	if !strings.Contains(readyz, "readyz check passed") || strings.Contains(readyz, "failed") {
 		t.Errorf("readyz:\n%s", readyz)
 	}
-	members := onNode(t, "m1", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem member list")
+	members := onNode(t, "m1", "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem member list")
 	for _, c := range controllers {
 		if !regexp.MustCompile(`started, ` + c + `, https://` + regexp.QuoteMeta(ips[c]) + `:2380`).MatchString(members) {
 			t.Errorf("etcd member %s is not started:\n%s", c, members)
 		}
 	}
-	if n := strings.Count(strings.TrimSpace(members), "\n") + 1; n != len(controllers) {
+	if n := strings.Count(members, ", started, "); n != len(controllers) {
 		t.Errorf("%d etcd members, want %d:\n%s", n, len(controllers), members)
 	}
 	// Kubernetes The Hard Way's first smoke test: data encryption.
 	kubectl(t, "create", "secret", "generic", "kubernetes-the-hard-way", "--from-literal=mykey=mydata")
-	raw := onNode(t, "m1", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem get /registry/secrets/default/kubernetes-the-hard-way | hexdump -C")
+	raw := onNode(t, "m1", "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem get /registry/secrets/default/kubernetes-the-hard-way | hexdump -C")
 	if !strings.Contains(strings.ReplaceAll(raw, "\n", ""), "k8s:enc:aescbc:v1:key1") && !strings.Contains(raw, "|k8s:enc:aescbc:v1:key1") {
 		// hexdump splits lines every 16 bytes; look at the ASCII column.
 		var ascii strings.Builder
@@ -368,15 +369,19 @@ func smokeTests(t *testing.T, workers []string) {
 	kubectl(t, "create", "deployment", "nginx", "--image=nginx:latest")
 	pod := running(t, "app=nginx", 1)[0]
 
-	// Port forwarding, then the request in the pod's log.
+	// Port forwarding, then the request in the pod's log. lab.sh runs
+	// kubectl as its child: the whole process group ends with the test.
 	pf := exec.Command("bash", filepath.Join(root, "scripts", "lab.sh"), "kubectl", "port-forward", pod, "8080:80")
 	pf.Dir = root
 	pf.Env = append(os.Environ(), containers...)
+	pf.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pfOut := &labtest.Buffer{}
 	pf.Stdout, pf.Stderr = pfOut, pfOut
 	if err := pf.Start(); err != nil {
 		t.Fatal(err)
 	}
+	stop := func() { _ = syscall.Kill(-pf.Process.Pid, syscall.SIGKILL); _ = pf.Wait() }
+	defer stop()
 	eventually(t, 30*time.Second, "port-forward answers", func() string {
 		o, err := lab(t, "exec", "curl", "-sS", "--head", "http://127.0.0.1:8080")
 		if err != nil || !strings.Contains(o, "HTTP/1.1 200 OK") {
@@ -384,8 +389,7 @@ func smokeTests(t *testing.T, workers []string) {
 		}
 		return ""
 	})
-	_ = pf.Process.Kill()
-	_ = pf.Wait()
+	stop()
 	eventually(t, 20*time.Second, "kubectl logs shows the request", func() string {
 		if o := kubectl(t, "logs", pod); !strings.Contains(o, `"HEAD / HTTP/1.1" 200`) {
 			return o
@@ -492,7 +496,7 @@ func TestClusterThreeByThree(t *testing.T) {
 	up(t, "--set", "controllers=3", "--set", "workers=3")
 	controllers, workers := []string{"m1", "m2", "m3"}, []string{"n1", "n2", "n3"}
 	eventually(t, time.Minute, "3 workers Ready", func() string { return ready(t, workers...) })
-	members := onNode(t, "m1", "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem member list")
+	members := onNode(t, "m1", "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.pem --cert=/etc/etcd/kubernetes.pem --key=/etc/etcd/kubernetes-key.pem member list")
 	if n := strings.Count(members, ", started, "); n != 3 {
 		t.Errorf("%d etcd members started, want 3:\n%s", n, members)
 	}
