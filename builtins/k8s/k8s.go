@@ -28,7 +28,7 @@ func Register(r *runtime.Registry) {
 			{Name: "name", Type: "string", Doc: "resource name (address k8s.apply.NAME)"},
 			{Name: "manifest", Type: "string or list of dicts", Doc: "YAML (one or more `---`-separated documents), or the objects as Starlark data"},
 			{Name: "kubeconfig", Type: "kubeconfig", Doc: "the kubeconfig khw connects with (kubeconfig.write's handle, or a file)"},
-			{Name: "after", Type: "list", Default: "[]", Doc: "resources that must be applied first"},
+			{Name: "after", Type: "list", Default: "[]", Doc: "resources that must be applied first (the API servers, the load balancer in front of them); deleted after this one, and their changes do not re-apply it"},
 			{Name: "wait", Type: "bool", Default: "True", Doc: "wait until every Deployment is Available, every DaemonSet's pods are ready and every Namespace is Active"},
 			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to wait for the API server to answer, and then for the objects to be ready"},
 		},
@@ -223,7 +223,8 @@ func apply(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	res := &runtime.Resource{Type: "k8s.apply", Name: name, Provider: "kubernetes", UpdateInPlace: true,
 		Inputs:   map[string]any{"kubeconfig": file.Path, "objects": list},
 		Settings: map[string]any{"wait": wait, "timeout_s": timeout},
-		Deps:     runtime.Refs(kc, after),
+		Deps:     runtime.Refs(kc),
+		After:    runtime.Refs(after),
 		Show:     show,
 	}
 	if err := runtime.Declare(thread, res); err != nil {
