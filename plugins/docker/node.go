@@ -21,6 +21,7 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	dnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	xssh "golang.org/x/crypto/ssh"
@@ -83,6 +84,12 @@ const bootLabel = "dev.khw.boot"
 // set lacks CAP_SYS_RESOURCE (--privileged fails there: "unable to apply
 // caps"). The /var volume keeps containerd's overlayfs off the container's
 // own overlayfs; /dev/kmsg is the host's, for the kubelet.
+//
+// /var is a named, labelled volume (varVolume), not an anonymous one: a
+// node container removed by hand (docker rm -f n2) leaves it behind, and
+// khw finds it by name to remove it when it makes the node anew (a new
+// node gets a new disk, as a replaced VM gets a new overlay) and on
+// destroy.
 func nodeContainer(c *nodeConfig) (*container.Config, *container.HostConfig) {
 	noInit := false
 	cfg := &container.Config{
@@ -90,7 +97,6 @@ func nodeContainer(c *nodeConfig) (*container.Config, *container.HostConfig) {
 		Cmd:        []string{"/bin/bash", "/etc/khw/entrypoint.sh"},
 		Env:        []string{"container=docker", "KHW_USER=" + c.User},
 		StopSignal: "SIGRTMIN+3",
-		Volumes:    map[string]struct{}{"/var": {}},
 		Labels:     map[string]string{managedLabel: "true", "dev.khw.role": "node", bootLabel: "systemd"},
 	}
 	host := &container.HostConfig{
@@ -103,6 +109,7 @@ func nodeContainer(c *nodeConfig) (*container.Config, *container.HostConfig) {
 		MaskedPaths:   []string{},
 		ReadonlyPaths: []string{},
 		CgroupnsMode:  container.CgroupnsModePrivate,
+		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: varVolume(c.Hostname), Target: "/var"}},
 		Tmpfs:         map[string]string{"/run": "exec,mode=755", "/tmp": "exec,mode=1777"},
 		Init:          &noInit,
 		Resources: container.Resources{Devices: []container.DeviceMapping{
@@ -196,6 +203,13 @@ func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.P
 	if err := remove(ctx, cl, c.Hostname); err != nil {
 		return nil, err
 	}
+	if err := removeVolume(ctx, cl, varVolume(c.Hostname)); err != nil {
+		return nil, err
+	}
+	if _, err := cl.VolumeCreate(ctx, client.VolumeCreateOptions{Name: varVolume(c.Hostname),
+		Labels: map[string]string{managedLabel: "true", "dev.khw.node": c.Hostname}}); err != nil {
+		return nil, fmt.Errorf("making %s's /var volume: %v", c.Hostname, err)
+	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -254,7 +268,32 @@ func (n vmNode) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	return remove(ctx, cl, c.Hostname)
+	if err := remove(ctx, cl, c.Hostname); err != nil {
+		return err
+	}
+	return removeVolume(ctx, cl, varVolume(c.Hostname))
+}
+
+// varVolume is the name of a node container's /var volume.
+func varVolume(node string) string { return "khw-node-" + node }
+
+// removeVolume removes a volume khw made (labelled as managed); a volume
+// of that name that khw did not make is refused, and a missing one is fine.
+func removeVolume(ctx context.Context, cl *client.Client, name string) error {
+	v, err := cl.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if v.Volume.Labels[managedLabel] != "true" {
+		return fmt.Errorf("a Docker volume named %s exists and khw did not make it: remove it (docker volume rm %s) or rename the node", name, name)
+	}
+	if _, err := cl.VolumeRemove(ctx, name, client.VolumeRemoveOptions{}); err != nil && !notFound(err) {
+		return fmt.Errorf("removing the volume %s: %v", name, err)
+	}
+	return nil
 }
 
 // waitSystemd waits until systemd in the container has finished booting:

@@ -228,18 +228,8 @@ func (r registryRun) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 	if err := remove(ctx, cl, c.Name); err != nil {
 		return err
 	}
-	v, err := cl.VolumeInspect(ctx, c.Volume, client.VolumeInspectOptions{})
-	if notFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if v.Volume.Labels[managedLabel] != "true" {
-		return nil // not ours: left alone
-	}
-	if _, err := cl.VolumeRemove(ctx, c.Volume, client.VolumeRemoveOptions{}); err != nil && !notFound(err) {
-		return fmt.Errorf("removing the registry's volume %s: %v", c.Volume, err)
+	if err := removeVolume(ctx, cl, c.Volume); err != nil {
+		return fmt.Errorf("the registry's store: %v", err)
 	}
 	return nil
 }
