@@ -80,10 +80,10 @@ lab: ## the post's lab in a network namespace: build, image, daemons, khw run (r
 lab-down: ## khw destroy and remove the lab
 	bash scripts/lab.sh down
 
-e2e: deps build ## the whole lab, checked, then destroyed (root, ~10 min)
-	KHW_E2E=1 $(GO) test -count=1 -timeout 60m -v ./tests/lab/
+e2e: deps build artifacts ## the labs and the cluster, each checked, then destroyed (root, ~30 min)
+	KHW_E2E=1 $(GO) test -count=1 -p 1 -timeout 80m -v ./tests/lab/ ./tests/cluster/
 
-check: deps tools lint test fuzz-ci e2e ## everything CI does, from a fresh machine
+check: deps tools lint artifacts test fuzz-ci e2e ## everything CI does, from a fresh machine
 
 clean:
 	rm -rf bin

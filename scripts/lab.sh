@@ -161,6 +161,9 @@ docker_cleanup() {
   local d="docker -H unix://$DOCKER_SOCK"
   for c in $($d ps -aq --filter label=dev.khw.managed=true); do $d rm -f "$c" >/dev/null; done
   for n in $($d network ls -q --filter label=dev.khw.managed=true); do $d network rm "$n" >/dev/null; done
+  for v in $($d volume ls -q --filter label=dev.khw.managed=true); do $d volume rm "$v" >/dev/null; done
+  # Volumes no container uses any more: this dockerd is the lab's own.
+  $d volume prune -f >/dev/null
 }
 
 # The second hypervisor host: its libvirtd and virtlogd run in namespace

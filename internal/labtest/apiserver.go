@@ -30,12 +30,12 @@ const K8sVersion = "v1.34.4"
 
 // K8sBinDir is the directory holding kube-apiserver, kube-controller-manager,
 // kube-scheduler and kubectl: $KHW_K8S_BIN, else the artifact cache
-// (/var/lib/khw/artifacts/kubernetes/VERSION), else /tmp/k8sbuild/out. A
+// (/var/lib/khw/artifacts/kubernetes/VERSION: make artifacts). A
 // test without them is skipped, or fails when CI=true or KHW_REQUIRE_TOOLS
 // is set.
 func K8sBinDir(t testing.TB) string {
 	t.Helper()
-	dirs := []string{filepath.Join("/var/lib/khw/artifacts/kubernetes", K8sVersion), "/tmp/k8sbuild/out"}
+	dirs := []string{filepath.Join("/var/lib/khw/artifacts/kubernetes", K8sVersion)}
 	if d := os.Getenv("KHW_K8S_BIN"); d != "" {
 		dirs = []string{d}
 	}

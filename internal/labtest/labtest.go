@@ -80,11 +80,14 @@ func removeStale() {
 	}
 }
 
-// RequireRoot skips a test that needs namespaces when not root (CI runs as
-// root, so there it always runs).
+// RequireRoot skips a test that needs namespaces when not root, and fails
+// it in CI (CI=true, as .ci/run sets), so that a green CI means it ran.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root to make network namespaces, and CI=true: CI runs as root")
+		}
 		t.Skip("needs root to make network namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {

@@ -500,7 +500,7 @@ func TestClusterThreeByThree(t *testing.T) {
 	if n := strings.Count(members, ", started, "); n != 3 {
 		t.Errorf("%d etcd members started, want 3:\n%s", n, members)
 	}
-	if o := must(t, "docker", "exec", "proxy", "nginx", "-T"); strings.Count(o, ":6443;") != len(controllers) {
+	if o := must(t, "docker", "exec", "proxy", "/usr/sbin/nginx", "-T", "-c", "/etc/khw/nginx.conf"); strings.Count(o, ":6443;") != len(controllers) {
 		t.Errorf("the load balancer's upstreams:\n%s", o)
 	}
 	podToPod(t, "n3", "n1")
