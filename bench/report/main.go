@@ -88,12 +88,13 @@ func (r row) result() status {
 
 // bench holds what every row needs.
 type bench struct {
-	khw         string // absolute path of bin/khw
-	rounds      int    // runs of each small measurement
-	scaleRounds int    // runs of each 100-worker measurement
-	cores       int
-	loadStart   string    // load average when the run began
-	all         []*series // every series measured, for the raw runs
+	khw           string // absolute path of bin/khw
+	rounds        int    // runs of each small measurement
+	scaleRounds   int    // runs of each 100-worker measurement
+	clusterRounds int    // clusters made from nothing in row 6
+	cores         int
+	loadStart     string    // load average when the run began
+	all           []*series // every series measured, for the raw runs
 }
 
 func (b *bench) khwCmd(args ...string) *exec.Cmd { return exec.Command(b.khw, args...) }
@@ -205,12 +206,14 @@ const howNotes = `- Row 1 runs ` + "`bench/post-pipeline.sh`" + ` (the post's co
 - Row 3 measures, without the lab, over a workspace made with ` + "`--set hypervisor=none`" + ` and the hosts block in a temporary file: everything the post makes that needs neither VMs nor changes to the host's network. The lab figures (KHW_BENCH_LAB=1) go through ` + "`scripts/lab.sh khw`" + `, whose own cost (` + "`scripts/lab.sh exec true`" + `) is given beside them and not subtracted; they are taken only when ` + "`scripts/lab.sh khw plan --detailed-exitcode`" + ` finds nothing to change.
 - Row 4 is ` + "`go test -bench BenchmarkPlugin ./runtime/pluginhost`" + `: Read calls from khw's plugin host to the test plugin over go-plugin's gRPC, and plugins started until their first RPC answers, each plugin in bin/ too. Targets chosen here (the issue gives none): a no-change run of the post reads about 30 plugin-served resources, so 500 µs each is at most 15 ms, 5% of row 3's 300 ms; the 4 plugins start at once, so 50 ms each is at most about 100 ms of those 300 ms on 2 cores.
 - Row 5 reads the timings file ` + "`scripts/lab.sh up`" + ` writes (bench/report/lab.go gives its format). Targets chosen here: this machine's last full lab (qemu/TCG, no KVM) took 106 s in ` + "`khw run`" + `, almost all of it 4 VMs booting at once, and 98 s to build the guest image once; 150 s for ` + "`khw run`" + ` and 5 min in all leave room for that and hold with KVM by far.
+- Row 6 (KHW_BENCH_CLUSTER=1) makes the post's whole cluster from nothing, ` + "`--cluster-rounds`" + ` times: ` + "`scripts/lab.sh down`" + `, then ` + "`KHW_NODES=containers scripts/lab.sh up`" + ` (which first makes sure the binaries are in the cache, then runs the recipe), and reads the ` + "`khw run`" + ` phase of the timings file. The run ends when every worker's flanneld is healthy, which needs its node Ready, and CoreDNS is available; the row also asks the API that both workers are Ready. The target is the issue's. It leaves the last cluster up.
 - The 20-node copy benchmark (scp loop against ` + "`khw run --target node.copy`" + `, real sshd nodes in network namespaces, root) is not part of this table: ` + "`go test -run XXX -bench CopyControllerSetTo20Nodes -benchtime 3x ./tests/nodes/`" + `.
 `
 
 func main() {
 	rounds := flag.Int("rounds", 7, "runs of each measurement in rows 1 and 3")
 	scaleRounds := flag.Int("scale-rounds", 3, "runs of each measurement in row 2 (3 controllers, up to 100 workers)")
+	clusterRounds := flag.Int("cluster-rounds", 3, "clusters made from nothing in row 6 (KHW_BENCH_CLUSTER=1)")
 	khw := flag.String("khw", "bin/khw", "the khw binary (its plugins next to it)")
 	results := flag.String("results", "bench/RESULTS.md", "where to write the table")
 	keygen := flag.Int(keygenFlag, 0, "internal: make N keys on every usable core, print the nanoseconds")
@@ -225,8 +228,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	b := &bench{khw: abs, rounds: *rounds, scaleRounds: *scaleRounds, cores: goruntime.NumCPU(), loadStart: loadStart}
-	rows := []row{b.local(), b.scale(), b.noChange(), b.plugins(), b.lab()}
+	b := &bench{khw: abs, rounds: *rounds, scaleRounds: *scaleRounds, clusterRounds: max(*clusterRounds, 1), cores: goruntime.NumCPU(), loadStart: loadStart}
+	// Row 6 comes last: it takes the lab down and leaves a cluster up.
+	rows := []row{b.local(), b.scale(), b.noChange(), b.plugins(), b.lab(), b.cluster()}
 	out := render(rows, b, started)
 	fmt.Print(out)
 	if err := os.WriteFile(*results, []byte(out), 0o644); err != nil {
