@@ -2,7 +2,7 @@
 GO      ?= go
 GOBIN   ?= $(shell $(GO) env GOPATH)/bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/khw-dev/khw/runtime.Version=$(VERSION)
+LDFLAGS := -X github.com/khw-dev/khw/internal/version.version=$(VERSION)
 # Every plugins/NAME with a main package becomes bin/khw-plugin-NAME.
 PLUGINS := $(notdir $(patsubst %/main.go,%,$(wildcard plugins/*/main.go)))
 # Fuzz targets, PACKAGE:TARGET. Plain `go test` (make test) replays their

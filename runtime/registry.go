@@ -6,6 +6,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
@@ -133,5 +134,5 @@ func (r *Registry) predeclared() starlark.StringDict {
 	return out
 }
 
-// Version is khw's version, set by the linker (-X).
-var Version = "dev"
+// Version is khw's version (internal/version: set by the linker).
+var Version = version.String()

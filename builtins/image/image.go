@@ -6,6 +6,7 @@ package image
 
 import (
 	"fmt"
+	"github.com/khw-dev/khw/plugins/image/spec"
 	"maps"
 	"path"
 	"slices"
@@ -48,14 +49,11 @@ func Register(r *runtime.Registry) {
 	})
 }
 
-// FileEntry is a host file (or directory) put in the image, as the plugin
-// gets it in the inputs' "files"; "contents", "symlinks" and "dirs" map
-// image paths to text, link targets and octal modes.
-type FileEntry struct {
-	Path   string `json:"path"`
-	Source string `json:"source"`           // absolute host path, or a workdir-relative file
-	Binary bool   `json:"binary,omitempty"` // add its shared libraries and the loader
-}
+// FileEntry and Config are what the plugin gets (plugins/image/spec).
+type (
+	FileEntry = spec.FileEntry
+	Config    = spec.Config
+)
 
 // entry is one image path while the arguments are checked.
 type entry struct {
@@ -348,16 +346,6 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		"tag":        starlark.String(ref.Tag),
 		"image":      starlark.String(pushed),
 	}), nil
-}
-
-// Config is the image's runtime configuration, as the plugin gets it.
-type Config struct {
-	Entrypoint []string `json:"entrypoint,omitempty"`
-	Cmd        []string `json:"cmd,omitempty"`
-	Env        []string `json:"env,omitempty"`
-	WorkingDir string   `json:"workdir,omitempty"`
-	User       string   `json:"user,omitempty"`
-	Ports      []string `json:"ports,omitempty"`
 }
 
 // DefaultPath is the PATH of an image whose env does not set one.

@@ -6,8 +6,8 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
-	"github.com/khw-dev/khw/runtime"
 )
 
 func main() {
@@ -15,7 +15,7 @@ func main() {
 }
 
 func newProvider(d *docker) *sdk.Mux {
-	m := sdk.NewMux("docker", runtime.Version)
+	m := sdk.NewMux("docker", version.String())
 	m.Handle(sdk.TypeInfo{Type: "docker.network", Doc: "a Docker bridge network adopting the lab bridge"}, network{d})
 	m.Handle(sdk.TypeInfo{Type: "lb.nginx", Doc: "the nginx load balancer container", UpdateInPlace: true}, lb{d})
 	m.Handle(sdk.TypeInfo{Type: "vm", Doc: "a node as a container that boots systemd (as kind's nodes do), with sshd"}, vmNode{d})

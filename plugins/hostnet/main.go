@@ -12,8 +12,8 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
-	"github.com/khw-dev/khw/runtime"
 )
 
 func main() {
@@ -21,7 +21,7 @@ func main() {
 }
 
 func newProvider() *sdk.Mux {
-	m := sdk.NewMux("hostnet", runtime.Version)
+	m := sdk.NewMux("hostnet", version.String())
 	m.Handle(sdk.TypeInfo{Type: "net.bridge", Doc: "a Linux bridge with the host's address"}, bridge{})
 	m.Handle(sdk.TypeInfo{Type: "net.nat", Doc: "MASQUERADE and FORWARD rules, IP forwarding"}, nat{})
 	m.Handle(sdk.TypeInfo{Type: "net.sysctl", Doc: "kernel settings", UpdateInPlace: true}, sysctl{})

@@ -18,22 +18,22 @@ import (
 	"strings"
 	"time"
 
-	kimage "github.com/khw-dev/khw/builtins/image"
+	imagespec "github.com/khw-dev/khw/plugins/image/spec"
 )
 
 // spec is an image.build resource's inputs.
 type spec struct {
-	Ref        string              `json:"ref"`
-	Repository string              `json:"repository"`
-	Tag        string              `json:"tag"`
-	Endpoint   string              `json:"endpoint"`
-	Image      string              `json:"image"`
-	Files      []kimage.FileEntry  `json:"files"`
-	Contents   map[string]string   `json:"contents"`
-	Symlinks   map[string]string   `json:"symlinks"`
-	Dirs       map[string]string   `json:"dirs"`
-	Config     kimage.Config       `json:"config"`
-	libs       map[string][]string // binary source -> libraries, filled by closure
+	Ref        string                `json:"ref"`
+	Repository string                `json:"repository"`
+	Tag        string                `json:"tag"`
+	Endpoint   string                `json:"endpoint"`
+	Image      string                `json:"image"`
+	Files      []imagespec.FileEntry `json:"files"`
+	Contents   map[string]string     `json:"contents"`
+	Symlinks   map[string]string     `json:"symlinks"`
+	Dirs       map[string]string     `json:"dirs"`
+	Config     imagespec.Config      `json:"config"`
+	libs       map[string][]string   // binary source -> libraries, filled by closure
 }
 
 // item is one tar entry: a header and, for a regular file, where its bytes

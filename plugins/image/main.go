@@ -16,8 +16,8 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
-	"github.com/khw-dev/khw/runtime"
 )
 
 func main() {
@@ -25,7 +25,7 @@ func main() {
 }
 
 func newProvider() *sdk.Mux {
-	m := sdk.NewMux("image", runtime.Version)
+	m := sdk.NewMux("image", version.String())
 	m.Handle(sdk.TypeInfo{Type: "image.build", UpdateInPlace: true,
 		Doc: "an image built from host files, one reproducible layer, pushed to a registry"}, builder{})
 	return m

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/khw-dev/khw/internal/version"
 	"net/url"
 	"os"
 	"strings"
@@ -84,7 +85,7 @@ func connect(path string) (*cluster, error) {
 	rc.QPS, rc.Burst = 50, 100
 	rc.Timeout = 30 * time.Second
 	rc.WarningHandler = c.warnings
-	rc.UserAgent = "khw-plugin-kubernetes/" + version
+	rc.UserAgent = "khw-plugin-kubernetes/" + version.String()
 	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %v", path, err)
 	}

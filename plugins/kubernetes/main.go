@@ -17,13 +17,12 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-const version = "0.1.0"
-
 func newMux() *sdk.Mux {
-	m := sdk.NewMux("kubernetes", version)
+	m := sdk.NewMux("kubernetes", version.String())
 	m.Handle(sdk.TypeInfo{Type: "k8s.apply", UpdateInPlace: true,
 		Doc: "Kubernetes objects applied with server-side apply (field manager khw); objects dropped from the " +
 			"manifest are deleted; Deployments, DaemonSets and Namespaces are waited for"}, handler{})

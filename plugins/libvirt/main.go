@@ -8,8 +8,8 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
-	"github.com/khw-dev/khw/runtime"
 )
 
 func main() {
@@ -17,7 +17,7 @@ func main() {
 }
 
 func newProvider() *sdk.Mux {
-	m := sdk.NewMux("libvirt", runtime.Version)
+	m := sdk.NewMux("libvirt", version.String())
 	m.Handle(sdk.TypeInfo{Type: "vm", Doc: "a libvirt domain with a qcow2 overlay and a cloud-init seed"}, &vmHandler{conns: newConns()})
 	return m
 }

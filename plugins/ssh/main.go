@@ -16,13 +16,12 @@
 package main
 
 import (
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-const version = "0.1.0"
-
 func newMux(p *pool) *sdk.Mux {
-	m := sdk.NewMux("ssh", version)
+	m := sdk.NewMux("ssh", version.String())
 	m.Handle(sdk.TypeInfo{Type: "node.copy", UpdateInPlace: true,
 		Doc: "files copied from the workdir to a node over sftp: written atomically (temporary name, chmod, rename), " +
 			"skipped when the node's copy has the same sha256 and mode"}, copyHandler{p})

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/khw-dev/khw/internal/version"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -667,7 +668,7 @@ func testBinary(t *testing.T, l *lab) {
 		types = append(types, ti.Type)
 	}
 	sort.Strings(types)
-	if sc.Version != version || strings.Join(types, " ") != "node.copy node.run node.service" {
+	if sc.Version != version.String() || strings.Join(types, " ") != "node.copy node.run node.service" {
 		t.Errorf("describe: %+v", sc)
 	}
 	prov, err := h.Provider(ctx, "ssh")
