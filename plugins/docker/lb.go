@@ -44,13 +44,19 @@ func sum(s string) string {
 }
 
 // finalConfig is the recipe's config, with the image's load_module line.
-func (l lb) finalConfig(ctx context.Context, cl *client.Client, c *lbConfig) (string, error) {
+// With progress (apply), a missing image is pulled first; without (read),
+// it is an error: a plan changes nothing.
+func (l lb) finalConfig(ctx context.Context, cl *client.Client, c *lbConfig, progress sdk.Progress) (string, error) {
 	img, err := cl.ImageInspect(ctx, c.Image)
+	if notFound(err) && progress == nil {
+		return "", fmt.Errorf("image %s is not on this machine", c.Image)
+	}
 	if notFound(err) {
-		if _, perr := cl.ImagePull(ctx, c.Image, client.ImagePullOptions{}); perr != nil {
-			return "", fmt.Errorf("image %s is not on this machine and cannot be pulled (%v): pull it, or build the local one with `make lb-image` and --set lb_image=khw/nginx-stream:local", c.Image, perr)
+		if perr := pull(ctx, cl, c.Image, progress); perr != nil {
+			return "", sdk.WithHint(fmt.Errorf("image %s is not on this machine and cannot be pulled (%v)", c.Image, perr),
+				"pull it, or build the local one with `make lb-image` and --set lb_image=khw/nginx-stream:local")
 		}
-		return "", fmt.Errorf("image %s is being pulled: run again when `docker image ls` shows it", c.Image)
+		img, err = cl.ImageInspect(ctx, c.Image)
 	}
 	if err != nil {
 		return "", err
@@ -80,7 +86,7 @@ func (l lb) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, 
 		return &sdk.ReadResponse{Exists: false}, err
 	}
 	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
-	conf, err := l.finalConfig(ctx, cl, &c)
+	conf, err := l.finalConfig(ctx, cl, &c, nil)
 	switch {
 	case err != nil:
 		resp.Drift = err.Error()
@@ -136,7 +142,7 @@ func (l lb) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Progr
 	if err != nil {
 		return nil, err
 	}
-	conf, err := l.finalConfig(ctx, cl, &c)
+	conf, err := l.finalConfig(ctx, cl, &c, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -61,12 +61,7 @@ func (c *registryConfig) ensureImage(ctx context.Context, cl *client.Client, pro
 	if !notFound(err) {
 		return err
 	}
-	progress("pulling " + c.Image)
-	pull, err := cl.ImagePull(ctx, c.Image, client.ImagePullOptions{})
-	if err == nil {
-		err = pull.Wait(ctx)
-	}
-	if err != nil {
+	if err := pull(ctx, cl, c.Image, progress); err != nil {
 		return sdk.WithHint(fmt.Errorf("registry image %s is not on this machine and cannot be pulled (%v)", c.Image, err),
 			"offline, build the local one with `make registry-image` and use image = \""+registryImage+"\"")
 	}
