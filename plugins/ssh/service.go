@@ -198,16 +198,31 @@ func (h serviceHandler) waitHealthy(ctx context.Context, cn *conn, c *serviceCon
 	}
 }
 
-// journalLines is how much of a failed service's log its error shows.
-const journalLines = 30
+// journalLines and errorLines are how much of a failed service's log its
+// error shows: the end, and the last lines that look like errors (a
+// service that restarts in a loop may be printing its start-up banner
+// again just when the log is read).
+const (
+	journalLines = 20
+	errorLines   = 8
+)
+
+// errorLine matches a log line that reports an error: klog's E and F
+// lines, logfmt's and JSON's error levels, systemd's own failures.
+const errorLine = `^[EF][0-9]{4} |level=(error|fatal)|"level":"(error|fatal)"|[Ff]ailed|[Ee]rror:`
 
 // unhealthy is the error of a service that did not come up: what was
-// seen, and the end of its log.
+// seen, its last error lines, and the end of its log.
 func (h serviceHandler) unhealthy(ctx context.Context, cn *conn, c *serviceConfig, what string) error {
 	msg := fmt.Sprintf("%s on %s: %s", c.Service, c.Node, what)
-	r, err := cn.rootOutput(ctx, fmt.Sprintf("journalctl -u %s -n %d --no-pager -o cat 2>&1", shellQuote(c.Service), journalLines))
+	q := shellQuote(c.Service)
+	r, err := cn.rootOutput(ctx, fmt.Sprintf("journalctl -u %s --no-pager -o cat -n 2000 2>&1 | grep -E %s | tail -n %d", q, shellQuote(errorLine), errorLines))
 	if err == nil && strings.TrimSpace(r.stdout) != "" {
-		msg += fmt.Sprintf("; the last lines of its log (journalctl -u %s):\n%s", c.Service, strings.TrimRight(r.stdout, "\n"))
+		msg += fmt.Sprintf("; its last errors:\n%s", strings.TrimRight(r.stdout, "\n"))
+	}
+	r, err = cn.rootOutput(ctx, fmt.Sprintf("journalctl -u %s -n %d --no-pager -o cat 2>&1", q, journalLines))
+	if err == nil && strings.TrimSpace(r.stdout) != "" {
+		msg += fmt.Sprintf("\nthe last lines of its log (journalctl -u %s):\n%s", c.Service, strings.TrimRight(r.stdout, "\n"))
 	}
 	return sdk.WithHint(errors.New(msg), fmt.Sprintf("look at the whole log on the node: journalctl -u %s; fix the recipe or the node, then run khw again", c.Service))
 }

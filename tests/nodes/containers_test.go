@@ -100,23 +100,7 @@ func (c *cnodeLab) mustSSH(t *testing.T, node, script string) string {
 // changes nothing, a container removed by hand is made again, and destroy
 // leaves no container and no /var volume.
 func TestContainerNodesBootSystemd(t *testing.T) {
-	labtest.RequireRoot(t)
-	c := &cnodeLab{bin: labtest.Binaries(t), work: filepath.Join(t.TempDir(), "work")}
-	c.lab = labtest.NewNamespace(t, "khw-cnode")
-	labtest.Bridge(t, c.lab)
-	c.dkr = "unix://" + labtest.Dockerd(t, c.lab)
-	t.Cleanup(func() { // before dockerd stops, even when the test failed
-		ids, _ := labtest.Output("docker", "-H", c.dkr, "ps", "-aq")
-		for _, id := range strings.Fields(ids) {
-			_, _ = labtest.Output("docker", "-H", c.dkr, "rm", "-f", "-v", id)
-		}
-	})
-	img := exec.Command("bash", "scripts/node-image.sh", "khw/node:local")
-	img.Dir = labtest.RepoRoot()
-	img.Env = append(os.Environ(), "DOCKER_HOST="+c.dkr)
-	if out, err := img.CombinedOutput(); err != nil {
-		t.Fatalf("node-image.sh: %v\n%s", err, out)
-	}
+	c := newCnodeLab(t)
 
 	start := time.Now()
 	out := c.khw(t, "run")
