@@ -37,7 +37,9 @@ func TestServiceOnASystemdNode(t *testing.T) {
 		}
 		return out
 	}
-	started := func() string { return c.mustSSH(t, "n1", "systemctl show -p ActiveEnterTimestampMonotonic --value khw-test") }
+	started := func() string {
+		return c.mustSSH(t, "n1", "systemctl show -p ActiveEnterTimestampMonotonic --value khw-test")
+	}
 
 	out := must("run")
 	if !strings.Contains(out, "node.service.n1-khw-test: created") {
