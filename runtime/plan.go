@@ -34,6 +34,9 @@ type Change struct {
 	Res     *Resource      // desired; nil for a delete
 	Prior   *ResourceState // recorded; nil for a create
 	Reasons []string
+	// Diff shows, for inputs that are texts (a unit, a config file), the
+	// lines that go and come: "unit: + --audit-log-maxage=7 \".
+	Diff []string
 }
 
 // Type is the resource's type.
@@ -147,7 +150,11 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 	}
 	if prior.Hash != r.Hash() {
 		c.Action = changeAction()
-		c.Reasons = append(c.Reasons, "inputs change: "+strings.Join(changedInputs(prior.Inputs, r.Inputs), ", "))
+		keys := changedInputs(prior.Inputs, r.Inputs)
+		c.Reasons = append(c.Reasons, "inputs change: "+strings.Join(keys, ", "))
+		for _, k := range keys {
+			c.Diff = append(c.Diff, textDiff(k, prior.Inputs[k], r.Inputs[k])...)
+		}
 		if c.Action == Update {
 			prov, err := pl.Providers.Provider(ctx, r.Provider)
 			var resp *sdk.PlanResponse
@@ -382,6 +389,70 @@ func changedInputs(prior, now map[string]any) []string {
 	if len(out) == 0 {
 		out = []string{"provider settings"}
 	}
+	return out
+}
+
+// diffLines is how many changed lines textDiff shows for one input.
+const diffLines = 6
+
+// textDiff is the lines that go (-) and come (+) when a text input, or a
+// text in a map of them (a service's files by path), changes; nothing for
+// other values, whose names the reason gives.
+func textDiff(key string, prior, now any) []string {
+	if pm, ok := prior.(map[string]any); ok {
+		if nm, ok := now.(map[string]any); ok {
+			var out []string
+			for _, k := range sortedKeys(pm, nm) {
+				out = append(out, textDiff(key+" "+k, pm[k], nm[k])...)
+			}
+			return out
+		}
+	}
+	ps, pok := prior.(string)
+	ns, nok := now.(string)
+	if (!pok && prior != nil) || (!nok && now != nil) || ps == ns || !strings.Contains(ps+ns, "\n") {
+		return nil
+	}
+	count := map[string]int{}
+	for _, l := range strings.Split(ps, "\n") {
+		count[l]++
+	}
+	var added []string
+	for _, l := range strings.Split(ns, "\n") {
+		if count[l] > 0 {
+			count[l]--
+		} else {
+			added = append(added, l)
+		}
+	}
+	var out []string
+	for _, l := range strings.Split(ps, "\n") {
+		if count[l] > 0 {
+			count[l]--
+			out = append(out, key+": - "+strings.TrimSpace(l))
+		}
+	}
+	for _, l := range added {
+		out = append(out, key+": + "+strings.TrimSpace(l))
+	}
+	if len(out) > diffLines {
+		out = append(out[:diffLines], fmt.Sprintf("%s: … %d more changed lines", key, len(out)-diffLines))
+	}
+	return out
+}
+
+func sortedKeys(ms ...map[string]any) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range ms {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

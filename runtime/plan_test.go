@@ -311,3 +311,20 @@ fake.thing("scheduler", "1", after = [api])
 		t.Fatalf("deleted in the order %s", got)
 	}
 }
+
+// A changed text input (a unit, a config file) is shown as the lines that
+// go and come, a map of texts by key.
+func TestTextDiffShowsTheChangedLines(t *testing.T) {
+	e := newEnv(t)
+	const unit = "[Service]\nExecStart=/usr/local/bin/kube-apiserver \\\n  --a=1 \\\n  --v=2\n"
+	if err := e.apply(e.plan(`fake.thing("api", r"""` + unit + `""")`)); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(unit, "--a=1", "--a=1 \\\n  --audit-log-maxage=7", 1)
+	p := e.plan(`fake.thing("api", r"""` + changed + `""")`)
+	var buf bytes.Buffer
+	runtime.PrintPlan(&buf, p)
+	if !strings.Contains(buf.String(), "\n        ~ value: + --audit-log-maxage=7 \\\n\n") || strings.Contains(buf.String(), "~ value: -") {
+		t.Fatalf("plan:\n%s", buf.String())
+	}
+}

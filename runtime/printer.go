@@ -49,6 +49,9 @@ func PrintPlan(w io.Writer, p *Plan) {
 				fmt.Fprintf(w, "        %-*s = %s\n", width, f.Key, f.Value)
 			}
 		}
+		for _, d := range c.Diff {
+			fmt.Fprintf(w, "        ~ %s\n", d)
+		}
 	}
 	add, change, destroy := p.Counts()
 	fmt.Fprintf(w, "\nPlan: %d to add, %d to change, %d to destroy.\n", add, change, destroy)
@@ -70,6 +73,7 @@ type ChangeJSON struct {
 	Provider string            `json:"provider"`
 	Pos      string            `json:"pos,omitempty"`
 	Reasons  []string          `json:"reasons,omitempty"`
+	Diff     []string          `json:"diff,omitempty"`
 	Show     map[string]string `json:"show,omitempty"`
 	Deps     []string          `json:"depends_on,omitempty"`
 }
@@ -79,7 +83,7 @@ func WritePlanJSON(w io.Writer, p *Plan) error {
 	add, change, destroy := p.Counts()
 	out := PlanJSON{FormatVersion: "1", Summary: map[string]int{"add": add, "change": change, "destroy": destroy}, Warnings: p.Warnings}
 	for _, c := range p.Changes {
-		cj := ChangeJSON{Address: c.Addr, Type: c.Type(), Action: c.Action, Provider: c.Provider(), Pos: c.Where(), Reasons: c.Reasons}
+		cj := ChangeJSON{Address: c.Addr, Type: c.Type(), Action: c.Action, Provider: c.Provider(), Pos: c.Where(), Reasons: c.Reasons, Diff: c.Diff}
 		if c.Res != nil {
 			cj.Deps = c.Res.Deps
 			if len(c.Res.Show) > 0 {

@@ -252,7 +252,8 @@ func TestCluster(t *testing.T) {
 			got = append(got, m[1])
 		}
 		sort.Strings(got)
-		if strings.Join(got, " ") != "node.service.m1-kube-apiserver node.service.m2-kube-apiserver" || !strings.Contains(plan, "0 to add, 2 to change, 0 to destroy") {
+		if strings.Join(got, " ") != "node.service.m1-kube-apiserver node.service.m2-kube-apiserver" || !strings.Contains(plan, "0 to add, 2 to change, 0 to destroy") ||
+			strings.Count(plan, "~ unit: + --audit-log-maxage=7 \\") != 2 {
 			t.Fatalf("plan updates %v, want the two kube-apiserver units:\n%s", got, labtest.Tail(plan, 40))
 		}
 		must(t, append([]string{"khw", "run"}, flag...)...)
