@@ -29,6 +29,7 @@ func Register(r *runtime.Registry) {
 			{Name: "manifest", Type: "string or list of dicts", Doc: "YAML (one or more `---`-separated documents), or the objects as Starlark data"},
 			{Name: "kubeconfig", Type: "kubeconfig", Doc: "the kubeconfig khw connects with (kubeconfig.write's handle, or a file)"},
 			{Name: "after", Type: "list", Default: "[]", Doc: "resources that must be applied first (the API servers, the load balancer in front of them); deleted after this one, and their changes do not re-apply it"},
+			{Name: "uses", Type: "list", Default: "[]", Doc: "resources whose change re-applies the objects: the etcd members that hold them (a member made anew holds none)"},
 			{Name: "wait", Type: "bool", Default: "True", Doc: "wait until every Deployment is Available, every DaemonSet's pods are ready and every Namespace is Active"},
 			{Name: "timeout", Type: "int", Default: "300", Doc: "seconds to wait for the API server to answer, and then for the objects to be ready"},
 		},
@@ -180,10 +181,11 @@ func apply(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	var name string
 	var manifest, kc starlark.Value
 	after := starlark.NewList(nil)
+	uses := starlark.NewList(nil)
 	wait := true
 	timeout := 300
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "manifest", &manifest, "kubeconfig", &kc,
-		"after?", &after, "wait?", &wait, "timeout?", &timeout); err != nil {
+		"after?", &after, "wait?", &wait, "timeout?", &timeout, "uses?", &uses); err != nil {
 		return nil, err
 	}
 	if name == "" {
@@ -223,7 +225,7 @@ func apply(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	res := &runtime.Resource{Type: "k8s.apply", Name: name, Provider: "kubernetes", UpdateInPlace: true,
 		Inputs:   map[string]any{"kubeconfig": file.Path, "objects": list},
 		Settings: map[string]any{"wait": wait, "timeout_s": timeout},
-		Deps:     runtime.Refs(kc),
+		Deps:     runtime.Refs(kc, uses),
 		After:    runtime.Refs(after),
 		Show:     show,
 	}
