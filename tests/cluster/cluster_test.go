@@ -246,14 +246,16 @@ func TestCluster(t *testing.T) {
 		before := startTimes(t, all)
 		flag := []string{"--set", "apiserver_flags=--audit-log-maxage=7"}
 		plan := must(t, append([]string{"khw", "plan"}, flag...)...)
-		changed := regexp.MustCompile(`(?m)^\s+~ (\S+)`).FindAllStringSubmatch(plan, -1)
+		// A resource line is "~ ADDRESS  FILE.star:LINE"; the lines under it
+		// ("~ unit: + --flag") are the text diff of its changed inputs.
+		changed := regexp.MustCompile(`(?m)^\s+~ (\S+)\s+\S+\.star:\d+`).FindAllStringSubmatch(plan, -1)
 		var got []string
 		for _, m := range changed {
 			got = append(got, m[1])
 		}
 		sort.Strings(got)
 		if strings.Join(got, " ") != "node.service.m1-kube-apiserver node.service.m2-kube-apiserver" || !strings.Contains(plan, "0 to add, 2 to change, 0 to destroy") ||
-			strings.Count(plan, "~ unit: + --audit-log-maxage=7 \\") != 2 {
+			strings.Count(plan, "~ unit: + --audit-log-maxage=7\n") != 2 {
 			t.Fatalf("plan updates %v, want the two kube-apiserver units:\n%s", got, labtest.Tail(plan, 40))
 		}
 		must(t, append([]string{"khw", "run"}, flag...)...)
