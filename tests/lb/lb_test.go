@@ -114,7 +114,13 @@ func (e *env) tlsSoon(port int, within time.Duration) error {
 
 func snapshot(e *env) string {
 	var b strings.Builder
-	for _, a := range [][]string{{"ps", "-a", "--no-trunc"}, {"network", "ls", "--no-trunc"}, {"image", "ls", "--no-trunc"}} {
+	// Absolute fields only: the default columns say "Up 29 seconds" and
+	// "2 minutes ago", which change while the dry run runs.
+	for _, a := range [][]string{
+		{"ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.Names}} {{.State}} {{.CreatedAt}} {{.Ports}}"},
+		{"network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Driver}}"},
+		{"image", "ls", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.CreatedAt}}"},
+	} {
 		b.WriteString(e.docker(a...))
 	}
 	_ = filepath.Walk(e.work, func(p string, info os.FileInfo, err error) error {
