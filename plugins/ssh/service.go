@@ -161,9 +161,14 @@ func (h serviceHandler) waitHealthy(ctx context.Context, cn *conn, c *serviceCon
 	start := time.Now()
 	deadline := start.Add(time.Duration(c.HealthTimeoutS) * time.Second)
 	q := shellQuote(c.Service)
-	check := fmt.Sprintf("systemctl is-active -q %s || { echo \"$(systemctl is-active %s) (restarted $(systemctl show -p NRestarts --value %s) times)\"; exit 3; }", q, q, q)
+	// Active, healthy, and still active without a restart after the
+	// health check: a service in a restart loop is active for a moment
+	// each round, and a health check can pass on what an earlier run left
+	// behind (a ready file, a socket).
+	state := fmt.Sprintf("{ echo \"$(systemctl is-active %s) (restarted $(systemctl show -p NRestarts --value %s) times)\"; exit 3; }", q, q)
+	check := fmt.Sprintf("n=$(systemctl show -p NRestarts --value %s); systemctl is-active -q %s || %s", q, q, state)
 	if c.Health != "" {
-		check += "; " + c.Health
+		check += fmt.Sprintf("; ( %s\n) || exit $?; systemctl is-active -q %s && [ \"$(systemctl show -p NRestarts --value %s)\" = \"$n\" ] || %s", c.Health, q, q, state)
 	}
 	last := ""
 	lastReport := time.Time{}
