@@ -203,37 +203,60 @@ type readResult struct {
 	err  error
 }
 
-// refresh reads back every selected, recorded resource, in parallel.
+// refresh reads back every selected, recorded resource: all of one
+// provider's in one batch (sdk.ReadAll), so that a provider can share round
+// trips between them, and the providers in parallel.
 func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool) map[string]*readResult {
 	out := map[string]*readResult{}
 	if !pl.Refresh {
 		return out
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	type batch struct {
+		addrs []string
+		reqs  []*sdk.ReadRequest
+	}
+	batches := map[string]*batch{}
+	var names []string
 	for _, r := range recipe.Resources {
 		addr := r.Addr()
 		prior := store.Get(addr)
 		if !selected[addr] || prior == nil || prior.Provider != r.Provider {
 			continue
 		}
+		b := batches[prior.Provider]
+		if b == nil {
+			b = &batch{}
+			batches[prior.Provider] = b
+			names = append(names, prior.Provider)
+		}
+		b.addrs = append(b.addrs, addr)
+		b.reqs = append(b.reqs, &sdk.ReadRequest{Resource: stateResource(prior), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range names {
+		b := batches[name]
 		wg.Add(1)
-		go func(r *Resource, prior *ResourceState) {
+		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			rr := &readResult{}
-			prov, err := pl.Providers.Provider(ctx, prior.Provider)
+			results := make([]sdk.ReadResult, len(b.reqs))
+			prov, err := pl.Providers.Provider(ctx, name)
 			if err == nil {
-				rr.resp, rr.err = prov.Read(ctx, &sdk.ReadRequest{Resource: stateResource(prior), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
-			} else {
-				rr.err = err
+				var rs []sdk.ReadResult
+				if rs, err = sdk.ReadAll(ctx, prov, b.reqs); err == nil {
+					results = rs
+				}
 			}
 			mu.Lock()
-			out[r.Addr()] = rr
-			mu.Unlock()
-		}(r, prior)
+			defer mu.Unlock()
+			for i, addr := range b.addrs {
+				if err != nil {
+					out[addr] = &readResult{err: err}
+				} else {
+					out[addr] = &readResult{resp: results[i].Response, err: results[i].Err}
+				}
+			}
+		}()
 	}
 	wg.Wait()
 	return out

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -326,5 +328,52 @@ func TestTextDiffShowsTheChangedLines(t *testing.T) {
 	runtime.PrintPlan(&buf, p)
 	if !strings.Contains(buf.String(), "\n        ~ value: + --audit-log-maxage=7 \\\n\n") || strings.Contains(buf.String(), "~ value: -") {
 		t.Fatalf("plan:\n%s", buf.String())
+	}
+}
+
+// batching is a provider that reads in batches (sdk.BatchReader) and
+// records each batch's size.
+type batching struct {
+	sdk.Provider
+	mu      sync.Mutex
+	batches []int
+}
+
+func (b *batching) ReadMany(ctx context.Context, reqs []*sdk.ReadRequest) ([]sdk.ReadResult, error) {
+	b.mu.Lock()
+	b.batches = append(b.batches, len(reqs))
+	b.mu.Unlock()
+	return sdk.ReadEach(ctx, b.Provider, reqs), nil
+}
+
+type batchingProviders struct{ b *batching }
+
+func (p batchingProviders) Provider(context.Context, string) (sdk.Provider, error) { return p.b, nil }
+
+// TestRefreshReadsAProvidersResourcesInOneBatch: a provider that reads in
+// batches is asked once for all its recorded resources, and drift and
+// deletion found in the batch plan as they do one by one.
+func TestRefreshReadsAProvidersResourcesInOneBatch(t *testing.T) {
+	e := newEnv(t)
+	if err := e.apply(e.plan(chain)); err != nil {
+		t.Fatal(err)
+	}
+	e.f.world["fake.thing.d"] = "tampered"
+	delete(e.f.world, "fake.thing.a")
+	rec, err := e.reg.Evaluate(e.write("main.star", chain), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &batching{Provider: e.reg.InProcess()}
+	pl := &runtime.Planner{Providers: batchingProviders{b}, Workdir: e.workdir, Refresh: true}
+	p, err := pl.Plan(context.Background(), rec, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(p); got != "create fake.thing.a\nreplace fake.fixed.c\nupdate fake.thing.b\nupdate fake.thing.d" {
+		t.Fatalf("plan:\n%s", got)
+	}
+	if len(b.batches) != 1 || b.batches[0] != 4 {
+		t.Errorf("batches of %v, want one of 4", b.batches)
 	}
 }

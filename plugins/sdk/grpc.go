@@ -7,10 +7,15 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/khw-dev/khw/plugins/sdk/proto"
 )
@@ -44,11 +49,28 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 // Serve runs a plugin binary's provider until khw disconnects.
 func Serve(p Provider) {
 	go exitWithParent(os.Getppid(), time.Second)
+	// go-plugin hands the plugin's os.Stderr to another stream once it
+	// serves; the log goes to the real one, as JSON that khw re-logs under
+	// the plugin's name at the level KHW_LOG asks for.
+	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Trace})
+	logger.Store(&l)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
 		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          l,
 	})
+}
+
+var logger atomic.Pointer[hclog.Logger]
+
+// Logger is the plugin's log: khw shows its lines with KHW_LOG=debug (or
+// trace, info...). Never log a secret. Outside Serve it discards.
+func Logger() hclog.Logger {
+	if l := logger.Load(); l != nil {
+		return *l
+	}
+	return hclog.NewNullLogger()
 }
 
 // exitWithParent ends the plugin when the process that started it is gone
@@ -136,6 +158,29 @@ func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 	return &pb.ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
 }
 
+// ReadMany serves a batch with the provider's own ReadMany, or with one
+// Read per request when it has none.
+func (s *server) ReadMany(ctx context.Context, req *pb.ReadManyRequest) (*pb.ReadManyResponse, error) {
+	reqs := make([]*ReadRequest, len(req.Reads))
+	for i, r := range req.Reads {
+		reqs[i] = &ReadRequest{Resource: toResource(r.Resource), PriorOutputs: r.PriorOutputs, Workdir: r.Workdir}
+	}
+	results, err := ReadAll(ctx, s.impl, reqs)
+	if err != nil {
+		return &pb.ReadManyResponse{Diagnostics: errDiags(err)}, nil
+	}
+	resp := &pb.ReadManyResponse{Reads: make([]*pb.ReadResponse, len(results))}
+	for i, r := range results {
+		switch {
+		case r.Err != nil:
+			resp.Reads[i] = &pb.ReadResponse{Diagnostics: errDiags(r.Err)}
+		default:
+			resp.Reads[i] = &pb.ReadResponse{Exists: r.Response.Exists, Drift: r.Response.Drift, Outputs: r.Response.Outputs}
+		}
+	}
+	return resp, nil
+}
+
 func (s *server) Plan(ctx context.Context, req *pb.PlanRequest) (*pb.PlanResponse, error) {
 	r, err := s.impl.Plan(ctx, &PlanRequest{Resource: toResource(req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
 	if err != nil {
@@ -197,6 +242,37 @@ func (c *Client) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, err
 		return nil, err
 	}
 	return &ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
+}
+
+// ReadMany reads a batch in one call. A plugin built before ReadMany
+// answers Unimplemented; then each resource is read on its own.
+func (c *Client) ReadMany(ctx context.Context, reqs []*ReadRequest) ([]ReadResult, error) {
+	in := &pb.ReadManyRequest{Reads: make([]*pb.ReadRequest, len(reqs))}
+	for i, req := range reqs {
+		in.Reads[i] = &pb.ReadRequest{Resource: fromResource(&req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir}
+	}
+	r, err := c.rpc.ReadMany(ctx, in)
+	if status.Code(err) == codes.Unimplemented {
+		return ReadEach(ctx, c, reqs), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := diagsErr(r.Diagnostics); err != nil {
+		return nil, err
+	}
+	if len(r.Reads) != len(reqs) {
+		return nil, fmt.Errorf("provider answered %d of %d reads", len(r.Reads), len(reqs))
+	}
+	out := make([]ReadResult, len(reqs))
+	for i, rr := range r.Reads {
+		if err := diagsErr(rr.Diagnostics); err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].Response = &ReadResponse{Exists: rr.Exists, Drift: rr.Drift, Outputs: rr.Outputs}
+	}
+	return out, nil
 }
 
 func (c *Client) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {

@@ -161,6 +161,15 @@ const statFormat = `%a %s %i %Z %Y`
 // quick check, with the inode and ctime added, which an edit in place or a
 // rename over it always changes).
 func list(ctx context.Context, cn *conn, root bool, dest string, names []string, known map[string]string) (*listing, error) {
+	r, err := cn.script(ctx, root, "listing "+dest, listScript(dest, names, known))
+	if err != nil {
+		return nil, err
+	}
+	return parseListing(dest, r.stdout)
+}
+
+// listScript is list's command.
+func listScript(dest string, names []string, known map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; echo \"dir $(pwd -P)\"\n", shellDir(dest))
 	for _, n := range names {
@@ -168,12 +177,13 @@ func list(ctx context.Context, cn *conn, root bool, dest string, names []string,
 			"if [ \"${s#* }\" = %s ]; then echo \"$s = $f\"; else echo \"$s $(sha256sum < \"$f\" | cut -c1-64) $f\"; fi; fi\n",
 			shellQuote(n), statFormat, shellQuote(known[n]))
 	}
-	r, err := cn.script(ctx, root, "listing "+dest, b.String())
-	if err != nil {
-		return nil, err
-	}
+	return b.String()
+}
+
+// parseListing reads listScript's output.
+func parseListing(dest, stdout string) (*listing, error) {
 	out := &listing{files: map[string]remoteFile{}}
-	for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(stdout, "\n"), "\n") {
 		switch {
 		case strings.HasPrefix(line, "home "):
 			out.home = strings.TrimPrefix(line, "home ")
@@ -386,57 +396,61 @@ func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest 
 }
 
 func (h copyHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	return readOne(ctx, h.p, h, req)
+}
+
+// probe is a copy's read-back, one command (see readBack): a recorded
+// file that is gone means the copy is gone; one whose content or mode
+// differs is drift.
+func (copyHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error) {
 	c, files, err := decodeCopy(&req.Resource, req.Workdir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var prior copyOutputs
 	if err := decodePrior(req.Resource.Address, req.PriorOutputs, &prior); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(prior.Files) == 0 {
-		return &sdk.ReadResponse{Exists: false}, nil
+		return nil, &sdk.ReadResponse{Exists: false}, nil
 	}
 	modes := map[string]uint32{}
 	for _, f := range files {
 		modes[f.name] = f.mode
 	}
-	return readBack(ctx, h.p, req, &c.target, c.Dest, c.Root, prior, modes)
-}
-
-// readBack compares what a copy recorded with the node, in one command:
-// a recorded file that is gone means the copy is gone; one whose content
-// or mode differs is drift.
-func readBack(ctx context.Context, p *pool, req *sdk.ReadRequest, t *target, dest string, root bool, prior copyOutputs, modes map[string]uint32) (*sdk.ReadResponse, error) {
-	cn, err := p.connect(ctx, t, req.Workdir, nil, t.bound(shortBound))
-	if err != nil {
-		return nil, err
-	}
-	defer p.release(cn)
 	names := make([]string, 0, len(prior.Files))
 	for n := range prior.Files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	have, err := list(ctx, cn, root, dest, names, prior.Stats)
-	if err != nil {
-		return nil, fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
-	}
-	var changed []string
-	for _, n := range names {
-		rf, ok := have.files[n]
-		if !ok {
-			return &sdk.ReadResponse{Exists: false}, nil
-		}
-		if (rf.sha != "" && rf.sha != prior.Files[n]) || (modes[n] != 0 && rf.mode != modes[n]) {
-			changed = append(changed, n)
-		}
-	}
-	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
-	if len(changed) > 0 {
-		resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), t.Node)
-	}
-	return resp, nil
+	return &probe{
+		t: &c.target, root: c.Root, what: "listing " + c.Dest,
+		script: listScript(c.Dest, names, prior.Stats),
+		parse: func(r *result) (*sdk.ReadResponse, error) {
+			if r.status != 0 {
+				return nil, rootFailure("listing "+c.Dest, r.stderr)
+			}
+			have, err := parseListing(c.Dest, r.stdout)
+			if err != nil {
+				return nil, err
+			}
+			var changed []string
+			for _, n := range names {
+				rf, ok := have.files[n]
+				if !ok {
+					return &sdk.ReadResponse{Exists: false}, nil
+				}
+				if (rf.sha != "" && rf.sha != prior.Files[n]) || (modes[n] != 0 && rf.mode != modes[n]) {
+					changed = append(changed, n)
+				}
+			}
+			resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
+			if len(changed) > 0 {
+				resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), c.Node)
+			}
+			return resp, nil
+		},
+	}, nil, nil
 }
 
 func (copyHandler) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {

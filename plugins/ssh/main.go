@@ -20,6 +20,12 @@ import (
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
+func newProvider(p *pool) *provider {
+	return &provider{Mux: newMux(p), p: p, probers: map[string]prober{
+		"node.copy": copyHandler{p}, "node.run": runHandler{p}, "node.service": serviceHandler{p},
+	}}
+}
+
 func newMux(p *pool) *sdk.Mux {
 	m := sdk.NewMux("ssh", version.String())
 	m.Handle(sdk.TypeInfo{Type: "node.copy", UpdateInPlace: true,
@@ -34,5 +40,5 @@ func newMux(p *pool) *sdk.Mux {
 }
 
 func main() {
-	sdk.Serve(newMux(newPool(nil, maxConns)))
+	sdk.Serve(newProvider(newPool(nil, maxConns)))
 }

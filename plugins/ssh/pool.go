@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -51,6 +52,27 @@ type pool struct {
 	dialing map[connKey]*dialCall
 	open    int           // connections being dialled or not yet closed
 	wake    chan struct{} // closed when a connection is released or closed
+	counts  map[connKey]*nodeStats
+}
+
+// nodeStats counts the round trips a plugin process made to one node:
+// connections dialled (a handshake each), sessions opened (a command or an
+// sftp transfer each) and keepalives (the check of a reused connection).
+type nodeStats struct{ dials, sessions, keepalives atomic.Int64 }
+
+// counter is the node's nodeStats.
+func (p *pool) counter(k connKey) *nodeStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.counts == nil {
+		p.counts = map[connKey]*nodeStats{}
+	}
+	s := p.counts[k]
+	if s == nil {
+		s = &nodeStats{}
+		p.counts[k] = s
+	}
+	return s
 }
 
 type conn struct {
@@ -60,6 +82,7 @@ type conn struct {
 	refs      int
 	idleSince time.Time
 	sessions  chan struct{}
+	stats     *nodeStats
 }
 
 type dialCall struct {
@@ -271,6 +294,9 @@ func (p *pool) close() {
 // rebooted or rebuilt leaves a dead one behind.
 func (c *conn) alive() bool {
 	done := make(chan error, 1)
+	if c.stats != nil {
+		c.stats.keepalives.Add(1)
+	}
 	go func() {
 		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
 		done <- err
@@ -310,7 +336,9 @@ func (p *pool) dialRetry(ctx context.Context, t *target, s ssh.Signer, v *verifi
 		}
 		client, err := p.dialOnce(ctx, addr, cfg, min(remaining, attemptTimeout))
 		if err == nil {
-			return &conn{key: t.key(), client: client, hostKey: hostKey, sessions: make(chan struct{}, sessionsPerConn)}, nil
+			st := p.counter(t.key())
+			st.dials.Add(1)
+			return &conn{key: t.key(), client: client, hostKey: hostKey, sessions: make(chan struct{}, sessionsPerConn), stats: st}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -398,6 +426,9 @@ func (c *conn) session(ctx context.Context) (s *ssh.Session, done func(), err er
 	if err != nil {
 		<-c.sessions
 		return nil, nil, err
+	}
+	if c.stats != nil {
+		c.stats.sessions.Add(1)
 	}
 	var once sync.Once
 	return s, func() {

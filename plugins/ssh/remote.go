@@ -58,6 +58,12 @@ type result struct {
 // connection, a cancelled context). stdout is kept up to 8 MiB, stderr up
 // to 64 KiB.
 func (c *conn) output(ctx context.Context, cmd string) (*result, error) {
+	return c.outputIn(ctx, cmd, "")
+}
+
+// outputIn is output with stdin as the command's input (a script for
+// "sh -s": no argument length limit).
+func (c *conn) outputIn(ctx context.Context, cmd, stdin string) (*result, error) {
 	s, done, err := c.session(ctx)
 	if err != nil {
 		return nil, err
@@ -66,6 +72,9 @@ func (c *conn) output(ctx context.Context, cmd string) (*result, error) {
 	stdout := &limitedBuffer{max: 8 << 20}
 	stderr := &limitedBuffer{max: 64 << 10}
 	s.Stdout, s.Stderr = stdout, stderr
+	if stdin != "" {
+		s.Stdin = strings.NewReader(stdin)
+	}
 	if err := s.Start(cmd); err != nil {
 		return nil, err
 	}

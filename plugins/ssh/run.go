@@ -220,8 +220,12 @@ func (h runHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress s
 
 // Read has nothing to check on the node: a command's effect is the
 // command's business.
-func (runHandler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
-	return &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}, nil
+func (h runHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	return readOne(ctx, h.p, h, req)
+}
+
+func (runHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error) {
+	return nil, &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}, nil
 }
 
 func (runHandler) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {

@@ -236,22 +236,21 @@ func (h serviceHandler) unhealthy(ctx context.Context, cn *conn, c *serviceConfi
 // written and that the service runs. A unit gone is a service gone; an
 // edited file or a stopped service is drift, repaired by a restart.
 func (h serviceHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	return readOne(ctx, h.p, h, req)
+}
+
+func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error) {
 	c, err := decodeService(&req.Resource)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var prior serviceOutputs
 	if err := decodePrior(req.Resource.Address, req.PriorOutputs, &prior); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(prior.Files) == 0 {
-		return &sdk.ReadResponse{Exists: false}, nil
+		return nil, &sdk.ReadResponse{Exists: false}, nil
 	}
-	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
-	if err != nil {
-		return nil, err
-	}
-	defer h.p.release(cn)
 	paths := make([]string, 0, len(prior.Files))
 	for p := range prior.Files {
 		paths = append(paths, p)
@@ -263,32 +262,33 @@ func (h serviceHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.Re
 		fmt.Fprintf(&b, "if [ -f %[1]s ]; then sha256sum < %[1]s | cut -c1-64; else echo -; fi; ", shellQuote(p))
 	}
 	fmt.Fprintf(&b, "systemctl is-active %s; true", shellQuote(c.Service))
-	r, err := cn.rootOutput(ctx, b.String())
-	if err != nil {
-		return nil, fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
-	}
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.status != 0 || len(lines) != len(paths)+1 {
-		return nil, fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), rootFailure("reading "+c.Service, r.stderr+r.stdout))
-	}
-	var changed []string
-	for i, p := range paths {
-		switch {
-		case lines[i] == "-" && p == unitPath(c.Service):
-			return &sdk.ReadResponse{Exists: false}, nil
-		case lines[i] != prior.Files[p]:
-			changed = append(changed, p)
-		}
-	}
-	state := lines[len(paths)]
-	resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
-	switch {
-	case len(changed) > 0:
-		resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), c.Node)
-	case state != "active":
-		resp.Drift = fmt.Sprintf("%s is not running on %s (%s)", c.Service, c.Node, state)
-	}
-	return resp, nil
+	return &probe{
+		t: &c.target, root: true, what: "reading " + c.Service, script: b.String(),
+		parse: func(r *result) (*sdk.ReadResponse, error) {
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			if r.status != 0 || len(lines) != len(paths)+1 {
+				return nil, rootFailure("reading "+c.Service, r.stderr+r.stdout)
+			}
+			var changed []string
+			for i, p := range paths {
+				switch {
+				case lines[i] == "-" && p == unitPath(c.Service):
+					return &sdk.ReadResponse{Exists: false}, nil
+				case lines[i] != prior.Files[p]:
+					changed = append(changed, p)
+				}
+			}
+			state := lines[len(paths)]
+			resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
+			switch {
+			case len(changed) > 0:
+				resp.Drift = fmt.Sprintf("%s changed on %s", strings.Join(changed, ", "), c.Node)
+			case state != "active":
+				resp.Drift = fmt.Sprintf("%s is not running on %s (%s)", c.Service, c.Node, state)
+			}
+			return resp, nil
+		},
+	}, nil, nil
 }
 
 func (serviceHandler) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {

@@ -319,6 +319,47 @@ func TestLab(t *testing.T) {
 		if r := read("m4"); r.Exists {
 			t.Errorf("m4 with kubernetes.pem deleted: exists %v, drift %q", r.Exists, r.Drift)
 		}
+		// ReadMany finds the same with one command per node, however many
+		// resources the node holds: here m1 has three (two copies and a
+		// command), the others one.
+		var many []*sdk.ReadRequest
+		for _, name := range names {
+			many = append(many, &sdk.ReadRequest{Resource: certs(l.nodes[name], sdk.Update, nil).Resource, PriorOutputs: recorded[name], Workdir: l.workdir})
+		}
+		again := certs(l.nodes["m1"], sdk.Update, nil).Resource
+		again.Name, again.Address = "m1-certs-again", "node.copy.m1-certs-again"
+		many = append(many, &sdk.ReadRequest{Resource: again, PriorOutputs: recorded["m1"], Workdir: l.workdir})
+		cmd := l.targetConfig(l.nodes["m1"], 20)
+		cmd["command"] = "true"
+		many = append(many, &sdk.ReadRequest{Resource: resource("node.run", "m1-true", cmd), PriorOutputs: []byte(`{}`), Workdir: l.workdir})
+		sessions := map[string]int64{}
+		for _, name := range names {
+			sessions[name] = p.counter(connKey{host: l.nodes[name].ip, port: 22, user: l.nodes[name].user}).sessions.Load()
+		}
+		rs, err := newProvider(p).ReadMany(ctx, many)
+		if err != nil || len(rs) != len(many) {
+			t.Fatalf("ReadMany: %d results, %v", len(rs), err)
+		}
+		want := []string{"exists", "exists, drift ca.pem changed on m2", "exists, drift ca-key.pem changed on m3", "gone", "exists", "exists"}
+		for i, r := range rs {
+			got := "gone"
+			switch {
+			case r.Err != nil:
+				got = "error " + r.Err.Error()
+			case r.Response.Exists && r.Response.Drift != "":
+				got = "exists, drift " + r.Response.Drift
+			case r.Response.Exists:
+				got = "exists"
+			}
+			if got != want[i] {
+				t.Errorf("ReadMany %s: %s, want %s", many[i].Resource.Address, got, want[i])
+			}
+		}
+		for _, name := range names {
+			if d := p.counter(connKey{host: l.nodes[name].ip, port: 22, user: l.nodes[name].user}).sessions.Load() - sessions[name]; d != 1 {
+				t.Errorf("ReadMany opened %d sessions on %s, want 1", d, name)
+			}
+		}
 		// Applying again repairs exactly the changed file.
 		reqs := map[string]*sdk.ApplyRequest{}
 		for _, name := range []string{"m2", "m3", "m4"} {

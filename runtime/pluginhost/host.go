@@ -87,12 +87,14 @@ func New(inProcess sdk.Provider) *Host {
 	return &Host{
 		InProcess:  inProcess,
 		SearchPath: DefaultSearchPath(),
-		Logger:     hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: logLevel(), Output: os.Stderr}),
+		Logger:     hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: LogLevel(), Output: os.Stderr}),
 		plugins:    map[string]*entry{},
 	}
 }
 
-func logLevel() hclog.Level {
+// LogLevel is the level KHW_LOG asks for (trace, debug, info, warn,
+// error); errors only by default.
+func LogLevel() hclog.Level {
 	if l := hclog.LevelFromString(os.Getenv("KHW_LOG")); l != hclog.NoLevel {
 		return l
 	}
@@ -305,6 +307,21 @@ func (g *guarded) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResp
 	}
 	r, err := g.p.Read(ctx, req)
 	return r, g.wrap(err)
+}
+
+// ReadMany reads a batch in one call (see sdk.BatchReader).
+func (g *guarded) ReadMany(ctx context.Context, reqs []*sdk.ReadRequest) ([]sdk.ReadResult, error) {
+	if err := g.gone(); err != nil {
+		return nil, err
+	}
+	rs, err := sdk.ReadAll(ctx, g.p, reqs)
+	if err != nil {
+		return nil, g.wrap(err)
+	}
+	for i := range rs {
+		rs[i].Err = g.wrap(rs[i].Err)
+	}
+	return rs, nil
 }
 
 func (g *guarded) Plan(ctx context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {

@@ -284,6 +284,54 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("files edited and deleted by hand are put back, read with one command per node", func(t *testing.T) {
+		// Before: the plan reads every node back with one connection and
+		// one command, whatever it holds (the ssh plugin's own counts).
+		t.Setenv("KHW_LOG", "debug")
+		plan := must(t, "khw", "plan")
+		counts := regexp.MustCompile(`read back: node=(\S+) resources=(\d+) connections=(\d+) sessions=(\d+) keepalives=(\d+)`).FindAllStringSubmatch(plan, -1)
+		if len(counts) != len(all) {
+			t.Errorf("%d nodes read back, want %d:\n%s", len(counts), len(all), labtest.Tail(plan, 30))
+		}
+		for _, c := range counts {
+			if c[3] != "1" || c[4] != "1" || c[5] != "0" {
+				t.Errorf("%s (%s resources) cost %s connections, %s sessions, %s keepalives; want 1, 1, 0", c[1], c[2], c[3], c[4], c[5])
+			}
+		}
+		t.Setenv("KHW_LOG", "")
+
+		onNode(t, "m1", "echo tampered >> ~veeru/ca.pem")
+		onNode(t, "m2", "rm ~veeru/encryption-config.yaml")
+		onNode(t, "m1", "echo '# edited by hand' >> /etc/systemd/system/kube-scheduler.service")
+		plan = must(t, "khw", "plan")
+		for _, want := range []string{
+			"node.copy.m1-certs will be updated in place (drift: ca.pem changed on m1)",
+			"node.copy.m2-encryption will be created",
+			"node.service.m1-kube-scheduler will be updated in place (drift: /etc/systemd/system/kube-scheduler.service changed on m1)",
+		} {
+			if !strings.Contains(plan, want) {
+				t.Errorf("the plan lacks %q", want)
+			}
+		}
+		if t.Failed() || !strings.Contains(plan, "Plan: 1 to add, ") {
+			t.Fatalf("the plan:\n%s", labtest.Tail(plan, 60))
+		}
+		must(t, "khw", "run")
+		for node, file := range map[string]string{"m1": "ca.pem", "m2": "encryption-config.yaml"} {
+			got := strings.Fields(onNode(t, node, "sha256sum ~veeru/"+file))
+			want := strings.Fields(must(t, "exec", "sha256sum", workdir+"/"+file))
+			if len(got) == 0 || len(want) == 0 || got[0] != want[0] {
+				t.Errorf("%s:~/%s is %v after the run, the workdir's is %v", node, file, got, want)
+			}
+		}
+		if o := onNode(t, "m1", "systemctl cat kube-scheduler; systemctl is-active kube-scheduler"); strings.Contains(o, "edited by hand") || !strings.HasSuffix(strings.TrimSpace(o), "active") {
+			t.Errorf("m1's kube-scheduler after the run:\n%s", o)
+		}
+		if out := must(t, "khw", "plan"); !strings.Contains(out, "No changes.") {
+			t.Errorf("the plan after the repair:\n%s", labtest.Tail(out, 30))
+		}
+	})
+
 	t.Run("a kubelet stopped by hand is started and its node is Ready again", func(t *testing.T) {
 		onNode(t, "n1", "systemctl stop kubelet")
 		must(t, "khw", "run")

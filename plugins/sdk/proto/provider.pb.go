@@ -519,6 +519,105 @@ func (x *ReadResponse) GetDiagnostics() []*Diagnostic {
 	return nil
 }
 
+type ReadManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []*ReadRequest         `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyRequest) Reset() {
+	*x = ReadManyRequest{}
+	mi := &file_provider_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyRequest) ProtoMessage() {}
+
+func (x *ReadManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyRequest.ProtoReflect.Descriptor instead.
+func (*ReadManyRequest) Descriptor() ([]byte, []int) {
+	return file_provider_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadManyRequest) GetReads() []*ReadRequest {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+type ReadManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in order; a resource that could not be read carries
+	// its own diagnostics.
+	Reads []*ReadResponse `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	// A failure of the whole call.
+	Diagnostics   []*Diagnostic `protobuf:"bytes,2,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadManyResponse) Reset() {
+	*x = ReadManyResponse{}
+	mi := &file_provider_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadManyResponse) ProtoMessage() {}
+
+func (x *ReadManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadManyResponse.ProtoReflect.Descriptor instead.
+func (*ReadManyResponse) Descriptor() ([]byte, []int) {
+	return file_provider_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReadManyResponse) GetReads() []*ReadResponse {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *ReadManyResponse) GetDiagnostics() []*Diagnostic {
+	if x != nil {
+		return x.Diagnostics
+	}
+	return nil
+}
+
 type PlanRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Resource *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
@@ -532,7 +631,7 @@ type PlanRequest struct {
 
 func (x *PlanRequest) Reset() {
 	*x = PlanRequest{}
-	mi := &file_provider_proto_msgTypes[7]
+	mi := &file_provider_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +643,7 @@ func (x *PlanRequest) String() string {
 func (*PlanRequest) ProtoMessage() {}
 
 func (x *PlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[7]
+	mi := &file_provider_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +656,7 @@ func (x *PlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
 func (*PlanRequest) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{7}
+	return file_provider_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlanRequest) GetResource() *Resource {
@@ -598,7 +697,7 @@ type PlanResponse struct {
 
 func (x *PlanResponse) Reset() {
 	*x = PlanResponse{}
-	mi := &file_provider_proto_msgTypes[8]
+	mi := &file_provider_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +709,7 @@ func (x *PlanResponse) String() string {
 func (*PlanResponse) ProtoMessage() {}
 
 func (x *PlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[8]
+	mi := &file_provider_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +722,7 @@ func (x *PlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
 func (*PlanResponse) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{8}
+	return file_provider_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlanResponse) GetRequiresReplace() bool {
@@ -655,7 +754,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_provider_proto_msgTypes[9]
+	mi := &file_provider_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +766,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[9]
+	mi := &file_provider_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +779,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{9}
+	return file_provider_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApplyRequest) GetResource() *Resource {
@@ -731,7 +830,7 @@ type ApplyEvent struct {
 
 func (x *ApplyEvent) Reset() {
 	*x = ApplyEvent{}
-	mi := &file_provider_proto_msgTypes[10]
+	mi := &file_provider_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +842,7 @@ func (x *ApplyEvent) String() string {
 func (*ApplyEvent) ProtoMessage() {}
 
 func (x *ApplyEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[10]
+	mi := &file_provider_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +855,7 @@ func (x *ApplyEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyEvent.ProtoReflect.Descriptor instead.
 func (*ApplyEvent) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{10}
+	return file_provider_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyEvent) GetEvent() isApplyEvent_Event {
@@ -813,7 +912,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_provider_proto_msgTypes[11]
+	mi := &file_provider_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +924,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[11]
+	mi := &file_provider_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +937,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{11}
+	return file_provider_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyResult) GetOutputs() []byte {
@@ -873,7 +972,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_provider_proto_msgTypes[12]
+	mi := &file_provider_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +984,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[12]
+	mi := &file_provider_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +997,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{12}
+	return file_provider_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteRequest) GetResource() *Resource {
@@ -931,7 +1030,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_provider_proto_msgTypes[13]
+	mi := &file_provider_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1042,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[13]
+	mi := &file_provider_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1055,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{13}
+	return file_provider_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteResponse) GetDiagnostics() []*Diagnostic {
@@ -1004,7 +1103,12 @@ const file_provider_proto_rawDesc = "" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x14\n" +
 	"\x05drift\x18\x02 \x01(\tR\x05drift\x12\x18\n" +
 	"\aoutputs\x18\x03 \x01(\fR\aoutputs\x12=\n" +
-	"\vdiagnostics\x18\x04 \x03(\v2\x1b.khw.provider.v1.DiagnosticR\vdiagnostics\"\xa6\x01\n" +
+	"\vdiagnostics\x18\x04 \x03(\v2\x1b.khw.provider.v1.DiagnosticR\vdiagnostics\"E\n" +
+	"\x0fReadManyRequest\x122\n" +
+	"\x05reads\x18\x01 \x03(\v2\x1c.khw.provider.v1.ReadRequestR\x05reads\"\x86\x01\n" +
+	"\x10ReadManyResponse\x123\n" +
+	"\x05reads\x18\x01 \x03(\v2\x1d.khw.provider.v1.ReadResponseR\x05reads\x12=\n" +
+	"\vdiagnostics\x18\x02 \x03(\v2\x1b.khw.provider.v1.DiagnosticR\vdiagnostics\"\xa6\x01\n" +
 	"\vPlanRequest\x125\n" +
 	"\bresource\x18\x01 \x01(\v2\x19.khw.provider.v1.ResourceR\bresource\x12!\n" +
 	"\fprior_config\x18\x02 \x01(\fR\vpriorConfig\x12#\n" +
@@ -1033,10 +1137,11 @@ const file_provider_proto_rawDesc = "" +
 	"\rprior_outputs\x18\x02 \x01(\fR\fpriorOutputs\x12\x18\n" +
 	"\aworkdir\x18\x03 \x01(\tR\aworkdir\"O\n" +
 	"\x0eDeleteResponse\x12=\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2\x1b.khw.provider.v1.DiagnosticR\vdiagnostics2\xf7\x02\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x1b.khw.provider.v1.DiagnosticR\vdiagnostics2\xc8\x03\n" +
 	"\bProvider\x12O\n" +
 	"\bDescribe\x12 .khw.provider.v1.DescribeRequest\x1a!.khw.provider.v1.DescribeResponse\x12C\n" +
-	"\x04Read\x12\x1c.khw.provider.v1.ReadRequest\x1a\x1d.khw.provider.v1.ReadResponse\x12C\n" +
+	"\x04Read\x12\x1c.khw.provider.v1.ReadRequest\x1a\x1d.khw.provider.v1.ReadResponse\x12O\n" +
+	"\bReadMany\x12 .khw.provider.v1.ReadManyRequest\x1a!.khw.provider.v1.ReadManyResponse\x12C\n" +
 	"\x04Plan\x12\x1c.khw.provider.v1.PlanRequest\x1a\x1d.khw.provider.v1.PlanResponse\x12E\n" +
 	"\x05Apply\x12\x1d.khw.provider.v1.ApplyRequest\x1a\x1b.khw.provider.v1.ApplyEvent0\x01\x12I\n" +
 	"\x06Delete\x12\x1e.khw.provider.v1.DeleteRequest\x1a\x1f.khw.provider.v1.DeleteResponseB0Z.github.com/khw-dev/khw/plugins/sdk/proto;protob\x06proto3"
@@ -1054,7 +1159,7 @@ func file_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_provider_proto_goTypes = []any{
 	(Diagnostic_Severity)(0), // 0: khw.provider.v1.Diagnostic.Severity
 	(*Diagnostic)(nil),       // 1: khw.provider.v1.Diagnostic
@@ -1064,13 +1169,15 @@ var file_provider_proto_goTypes = []any{
 	(*DescribeResponse)(nil), // 5: khw.provider.v1.DescribeResponse
 	(*ReadRequest)(nil),      // 6: khw.provider.v1.ReadRequest
 	(*ReadResponse)(nil),     // 7: khw.provider.v1.ReadResponse
-	(*PlanRequest)(nil),      // 8: khw.provider.v1.PlanRequest
-	(*PlanResponse)(nil),     // 9: khw.provider.v1.PlanResponse
-	(*ApplyRequest)(nil),     // 10: khw.provider.v1.ApplyRequest
-	(*ApplyEvent)(nil),       // 11: khw.provider.v1.ApplyEvent
-	(*ApplyResult)(nil),      // 12: khw.provider.v1.ApplyResult
-	(*DeleteRequest)(nil),    // 13: khw.provider.v1.DeleteRequest
-	(*DeleteResponse)(nil),   // 14: khw.provider.v1.DeleteResponse
+	(*ReadManyRequest)(nil),  // 8: khw.provider.v1.ReadManyRequest
+	(*ReadManyResponse)(nil), // 9: khw.provider.v1.ReadManyResponse
+	(*PlanRequest)(nil),      // 10: khw.provider.v1.PlanRequest
+	(*PlanResponse)(nil),     // 11: khw.provider.v1.PlanResponse
+	(*ApplyRequest)(nil),     // 12: khw.provider.v1.ApplyRequest
+	(*ApplyEvent)(nil),       // 13: khw.provider.v1.ApplyEvent
+	(*ApplyResult)(nil),      // 14: khw.provider.v1.ApplyResult
+	(*DeleteRequest)(nil),    // 15: khw.provider.v1.DeleteRequest
+	(*DeleteResponse)(nil),   // 16: khw.provider.v1.DeleteResponse
 }
 var file_provider_proto_depIdxs = []int32{
 	0,  // 0: khw.provider.v1.Diagnostic.severity:type_name -> khw.provider.v1.Diagnostic.Severity
@@ -1078,28 +1185,33 @@ var file_provider_proto_depIdxs = []int32{
 	1,  // 2: khw.provider.v1.DescribeResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
 	3,  // 3: khw.provider.v1.ReadRequest.resource:type_name -> khw.provider.v1.Resource
 	1,  // 4: khw.provider.v1.ReadResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
-	3,  // 5: khw.provider.v1.PlanRequest.resource:type_name -> khw.provider.v1.Resource
-	1,  // 6: khw.provider.v1.PlanResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
-	3,  // 7: khw.provider.v1.ApplyRequest.resource:type_name -> khw.provider.v1.Resource
-	12, // 8: khw.provider.v1.ApplyEvent.result:type_name -> khw.provider.v1.ApplyResult
-	1,  // 9: khw.provider.v1.ApplyResult.diagnostics:type_name -> khw.provider.v1.Diagnostic
-	3,  // 10: khw.provider.v1.DeleteRequest.resource:type_name -> khw.provider.v1.Resource
-	1,  // 11: khw.provider.v1.DeleteResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
-	4,  // 12: khw.provider.v1.Provider.Describe:input_type -> khw.provider.v1.DescribeRequest
-	6,  // 13: khw.provider.v1.Provider.Read:input_type -> khw.provider.v1.ReadRequest
-	8,  // 14: khw.provider.v1.Provider.Plan:input_type -> khw.provider.v1.PlanRequest
-	10, // 15: khw.provider.v1.Provider.Apply:input_type -> khw.provider.v1.ApplyRequest
-	13, // 16: khw.provider.v1.Provider.Delete:input_type -> khw.provider.v1.DeleteRequest
-	5,  // 17: khw.provider.v1.Provider.Describe:output_type -> khw.provider.v1.DescribeResponse
-	7,  // 18: khw.provider.v1.Provider.Read:output_type -> khw.provider.v1.ReadResponse
-	9,  // 19: khw.provider.v1.Provider.Plan:output_type -> khw.provider.v1.PlanResponse
-	11, // 20: khw.provider.v1.Provider.Apply:output_type -> khw.provider.v1.ApplyEvent
-	14, // 21: khw.provider.v1.Provider.Delete:output_type -> khw.provider.v1.DeleteResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 5: khw.provider.v1.ReadManyRequest.reads:type_name -> khw.provider.v1.ReadRequest
+	7,  // 6: khw.provider.v1.ReadManyResponse.reads:type_name -> khw.provider.v1.ReadResponse
+	1,  // 7: khw.provider.v1.ReadManyResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
+	3,  // 8: khw.provider.v1.PlanRequest.resource:type_name -> khw.provider.v1.Resource
+	1,  // 9: khw.provider.v1.PlanResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
+	3,  // 10: khw.provider.v1.ApplyRequest.resource:type_name -> khw.provider.v1.Resource
+	14, // 11: khw.provider.v1.ApplyEvent.result:type_name -> khw.provider.v1.ApplyResult
+	1,  // 12: khw.provider.v1.ApplyResult.diagnostics:type_name -> khw.provider.v1.Diagnostic
+	3,  // 13: khw.provider.v1.DeleteRequest.resource:type_name -> khw.provider.v1.Resource
+	1,  // 14: khw.provider.v1.DeleteResponse.diagnostics:type_name -> khw.provider.v1.Diagnostic
+	4,  // 15: khw.provider.v1.Provider.Describe:input_type -> khw.provider.v1.DescribeRequest
+	6,  // 16: khw.provider.v1.Provider.Read:input_type -> khw.provider.v1.ReadRequest
+	8,  // 17: khw.provider.v1.Provider.ReadMany:input_type -> khw.provider.v1.ReadManyRequest
+	10, // 18: khw.provider.v1.Provider.Plan:input_type -> khw.provider.v1.PlanRequest
+	12, // 19: khw.provider.v1.Provider.Apply:input_type -> khw.provider.v1.ApplyRequest
+	15, // 20: khw.provider.v1.Provider.Delete:input_type -> khw.provider.v1.DeleteRequest
+	5,  // 21: khw.provider.v1.Provider.Describe:output_type -> khw.provider.v1.DescribeResponse
+	7,  // 22: khw.provider.v1.Provider.Read:output_type -> khw.provider.v1.ReadResponse
+	9,  // 23: khw.provider.v1.Provider.ReadMany:output_type -> khw.provider.v1.ReadManyResponse
+	11, // 24: khw.provider.v1.Provider.Plan:output_type -> khw.provider.v1.PlanResponse
+	13, // 25: khw.provider.v1.Provider.Apply:output_type -> khw.provider.v1.ApplyEvent
+	16, // 26: khw.provider.v1.Provider.Delete:output_type -> khw.provider.v1.DeleteResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_provider_proto_init() }
@@ -1107,7 +1219,7 @@ func file_provider_proto_init() {
 	if File_provider_proto != nil {
 		return
 	}
-	file_provider_proto_msgTypes[10].OneofWrappers = []any{
+	file_provider_proto_msgTypes[12].OneofWrappers = []any{
 		(*ApplyEvent_Progress)(nil),
 		(*ApplyEvent_Result)(nil),
 	}
@@ -1117,7 +1229,7 @@ func file_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_proto_rawDesc), len(file_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

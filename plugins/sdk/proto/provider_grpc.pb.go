@@ -28,6 +28,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Provider_Describe_FullMethodName = "/khw.provider.v1.Provider/Describe"
 	Provider_Read_FullMethodName     = "/khw.provider.v1.Provider/Read"
+	Provider_ReadMany_FullMethodName = "/khw.provider.v1.Provider/ReadMany"
 	Provider_Plan_FullMethodName     = "/khw.provider.v1.Provider/Plan"
 	Provider_Apply_FullMethodName    = "/khw.provider.v1.Provider/Apply"
 	Provider_Delete_FullMethodName   = "/khw.provider.v1.Provider/Delete"
@@ -41,6 +42,12 @@ type ProviderClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Read reports what the real world holds for a recorded resource.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
+	// ReadMany reads several recorded resources at once, one response per
+	// request and in the same order, so that a provider can share round trips
+	// between them (the ssh provider reads everything on a node with one
+	// command). Optional: khw falls back to Read, one call per resource, when
+	// a plugin answers Unimplemented.
+	ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error)
 	// Plan validates a desired configuration and says whether moving from the
 	// prior configuration needs a replacement or can be done in place.
 	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
@@ -73,6 +80,16 @@ func (c *providerClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReadResponse)
 	err := c.cc.Invoke(ctx, Provider_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadManyResponse)
+	err := c.cc.Invoke(ctx, Provider_ReadMany_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +143,12 @@ type ProviderServer interface {
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Read reports what the real world holds for a recorded resource.
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
+	// ReadMany reads several recorded resources at once, one response per
+	// request and in the same order, so that a provider can share round trips
+	// between them (the ssh provider reads everything on a node with one
+	// command). Optional: khw falls back to Read, one call per resource, when
+	// a plugin answers Unimplemented.
+	ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error)
 	// Plan validates a desired configuration and says whether moving from the
 	// prior configuration needs a replacement or can be done in place.
 	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
@@ -149,6 +172,9 @@ func (UnimplementedProviderServer) Describe(context.Context, *DescribeRequest) (
 }
 func (UnimplementedProviderServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedProviderServer) ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadMany not implemented")
 }
 func (UnimplementedProviderServer) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Plan not implemented")
@@ -216,6 +242,24 @@ func _Provider_Read_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_ReadMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ReadMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ReadMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ReadMany(ctx, req.(*ReadManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Provider_Plan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PlanRequest)
 	if err := dec(in); err != nil {
@@ -277,6 +321,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Read",
 			Handler:    _Provider_Read_Handler,
+		},
+		{
+			MethodName: "ReadMany",
+			Handler:    _Provider_ReadMany_Handler,
 		},
 		{
 			MethodName: "Plan",

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/khw-dev/khw/plugins/sdk"
+)
+
+// A probe is one resource's share of reading a node back: a shell script
+// and what its output means. Read runs one probe as one command; ReadMany
+// runs every probe bound for a node as one command, so that a plan costs
+// one connection and one command per node however many resources the node
+// holds.
+type probe struct {
+	t      *target
+	root   bool   // the script runs as root
+	what   string // for errors: "listing /etc/etcd"
+	script string
+	// parse reads the script's output and exit status.
+	parse func(r *result) (*sdk.ReadResponse, error)
+}
+
+// prober is a resource type whose read-back is a probe. It returns a
+// response instead when the answer needs no node (nothing was recorded).
+type prober interface {
+	probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error)
+}
+
+// readOne reads one resource back with its own command.
+func readOne(ctx context.Context, p *pool, h prober, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+	pr, resp, err := h.probe(req)
+	if err != nil || pr == nil {
+		return resp, err
+	}
+	cn, err := p.connect(ctx, pr.t, req.Workdir, nil, pr.t.bound(shortBound))
+	if err != nil {
+		return nil, err
+	}
+	defer p.release(cn)
+	cmd := "sh -c " + shellQuote(pr.script)
+	if pr.root {
+		cmd = asRoot(cn.key.user, pr.script)
+	}
+	r, err := cn.output(ctx, cmd)
+	if err == nil {
+		resp, err = pr.parse(r)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), err)
+	}
+	return resp, nil
+}
+
+// provider is the ssh plugin's Provider: the Mux, and ReadMany.
+type provider struct {
+	*sdk.Mux
+	p       *pool
+	probers map[string]prober
+}
+
+// ReadMany reads every resource back with one command per node, the nodes
+// in parallel. A node that cannot be reached fails the reads bound for it
+// alone.
+func (pv *provider) ReadMany(ctx context.Context, reqs []*sdk.ReadRequest) ([]sdk.ReadResult, error) {
+	out := make([]sdk.ReadResult, len(reqs))
+	type batch struct {
+		workdir string
+		probes  []*probe
+		at      []int // out index of each probe
+	}
+	byNode := map[batchKey]*batch{}
+	var keys []batchKey
+	for i, req := range reqs {
+		h, ok := pv.probers[req.Resource.Type]
+		if !ok {
+			out[i].Response, out[i].Err = pv.Mux.Read(ctx, req)
+			continue
+		}
+		pr, resp, err := h.probe(req)
+		if err != nil || pr == nil {
+			out[i].Response, out[i].Err = resp, err
+			continue
+		}
+		k := batchKey{pr.t.key(), pr.t.Identity, req.Workdir}
+		b := byNode[k]
+		if b == nil {
+			b = &batch{workdir: req.Workdir}
+			byNode[k] = b
+			keys = append(keys, k)
+		}
+		b.probes = append(b.probes, pr)
+		b.at = append(b.at, i)
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		b := byNode[k]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps, errs := pv.readNode(ctx, b.workdir, b.probes)
+			for j, i := range b.at {
+				out[i].Response, out[i].Err = resps[j], errs[j]
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// batchKey groups the probes that share a connection and a known_hosts.
+type batchKey struct {
+	conn     connKey
+	identity string
+	workdir  string
+}
+
+// readNode runs probes, all bound for one node, as one command.
+func (pv *provider) readNode(ctx context.Context, workdir string, probes []*probe) ([]*sdk.ReadResponse, []error) {
+	resps, errs := make([]*sdk.ReadResponse, len(probes)), make([]error, len(probes))
+	t := probes[0].t
+	fail := func(err error) ([]*sdk.ReadResponse, []error) {
+		for i := range errs {
+			errs[i] = err
+		}
+		return resps, errs
+	}
+	cn, err := pv.p.connect(ctx, t, workdir, nil, t.bound(shortBound))
+	if err != nil {
+		return fail(err)
+	}
+	defer pv.p.release(cn)
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	mark := "@@khw-" + hex.EncodeToString(nonce)
+	cmd, script := batchScript(cn.key.user, mark, probes)
+	r, err := cn.outputIn(ctx, cmd, script)
+	if err != nil {
+		return fail(fmt.Errorf("node %s (%s): reading back: %w", t.Node, t.addr(), err))
+	}
+	parts, err := splitBatch(mark, r.stdout, len(probes))
+	if err != nil {
+		// The batch did not run at all: sudo refused, or no shell.
+		return fail(fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), rootFailure("reading back", r.stderr+"\n"+err.Error())))
+	}
+	for i, pr := range probes {
+		resps[i], errs[i] = pr.parse(parts[i])
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), errs[i])
+		}
+	}
+	pv.p.logReadBack(t, len(probes))
+	return resps, errs
+}
+
+// batchScript is one shell script that runs every probe in turn, each in
+// a subshell (a probe may exit), with its stdout, its stderr and its exit
+// status between lines that start with mark. It reads from stdin (sh -s),
+// as root when a probe needs root: then with the login user's $HOME, which
+// the probes that name "~" expect.
+func batchScript(user, mark string, probes []*probe) (cmd, script string) {
+	root := false
+	for _, pr := range probes {
+		root = root || pr.root
+	}
+	cmd = "sh -s"
+	if root && user != "root" {
+		cmd = `sudo -n env HOME="$HOME" sh -s`
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "e=$(mktemp) || exit 1\ntrap 'rm -f \"$e\"' EXIT\n")
+	for i, pr := range probes {
+		fmt.Fprintf(&b, "echo '%s %d out'\n(\n%s\n) 2>\"$e\" </dev/null\ns=$?\necho; echo \"%s %d err $s\"\ncat \"$e\"; echo\n", mark, i, pr.script, mark, i)
+	}
+	fmt.Fprintf(&b, "echo '%s end'\n", mark)
+	return cmd, b.String()
+}
+
+// splitBatch cuts batchScript's output into each probe's result.
+func splitBatch(mark, stdout string, n int) ([]*result, error) {
+	parts := strings.Split("\n"+stdout, "\n"+mark+" ")
+	if len(parts) != 2*n+2 || parts[len(parts)-1] != "end\n" {
+		return nil, fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-1, 0)/2, n)
+	}
+	out := make([]*result, n)
+	for i := range n {
+		oh, stdout, _ := strings.Cut(parts[1+2*i], "\n")
+		eh, stderr, _ := strings.Cut(parts[2+2*i], "\n")
+		f := strings.Fields(eh)
+		if oh != strconv.Itoa(i)+" out" || len(f) != 3 || f[0] != strconv.Itoa(i) || f[1] != "err" {
+			return nil, fmt.Errorf("the read-back script's output is out of order at probe %d", i)
+		}
+		status, err := strconv.Atoi(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("the read-back script's output is out of order at probe %d", i)
+		}
+		out[i] = &result{stdout: stdout, stderr: stderr, status: status}
+	}
+	return out, nil
+}
+
+// logReadBack tells khw's debug log how many round trips the node has
+// cost this plugin so far: "KHW_LOG=debug khw plan" shows them, and make
+// bench counts them.
+func (p *pool) logReadBack(t *target, resources int) {
+	s := p.counter(t.key())
+	sdk.Logger().Debug("read back", "node", t.Node, "resources", resources,
+		"connections", s.dials.Load(), "sessions", s.sessions.Load(), "keepalives", s.keepalives.Load())
+}
+
