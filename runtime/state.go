@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,13 +68,37 @@ type State struct {
 	Resources map[string]*ResourceState `json:"resources"`
 }
 
-// Store keeps the state of one workdir, saving it atomically after every
-// change and holding the workdir's lock while a run may change it.
+// Store keeps the state of one workdir and holds the workdir's lock while
+// a run may change it.
+//
+// Every change is appended, synced, to a journal (state.journal) before
+// Put returns, so that a run killed at any point loses at most the
+// resource in flight, and recording a resource costs the same however
+// many are recorded already. The journal is folded into the snapshot
+// (state.json, written atomically) whenever it has grown as large as the
+// snapshot, and at the end of a run (Compact): the bytes written per run
+// grow linearly with the lab, where rewriting the whole state after every
+// resource grew with its square. state.json alone is therefore complete
+// after a run, and during one at most the last half of its changes
+// behind; OpenStore reads both.
 type Store struct {
 	workdir string
 	mu      sync.Mutex
 	state   *State
 	lock    *os.File
+	journal *os.File // open for appending while locked, once written
+
+	snapshotBytes int64 // state.json's size
+	journalBytes  int64 // the journal's whole lines
+	written       int64 // bytes this Store wrote, for make bench
+}
+
+// journalEntry is one line of the journal: a resource recorded, or
+// removed when State is null.
+type journalEntry struct {
+	Serial int            `json:"serial"`
+	Addr   string         `json:"addr"`
+	State  *ResourceState `json:"state"`
 }
 
 // OpenStore reads the state in workdir. A missing workdir or state file is
@@ -81,18 +106,55 @@ type Store struct {
 func OpenStore(workdir string) (*Store, error) {
 	s := &Store{workdir: workdir, state: &State{Format: stateFormat, Resources: map[string]*ResourceState{}}}
 	b, err := os.ReadFile(s.path())
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		st, err := ParseState(b)
+		if err != nil {
+			return nil, fmt.Errorf("state %s: %w", s.path(), err)
+		}
+		s.state, s.snapshotBytes = st, int64(len(b))
 	}
-	if err != nil {
+	if err := s.replay(); err != nil {
 		return nil, err
 	}
-	st, err := ParseState(b)
-	if err != nil {
-		return nil, fmt.Errorf("state %s: %w", s.path(), err)
-	}
-	s.state = st
 	return s, nil
+}
+
+// replay applies the journal's entries newer than the snapshot. A last
+// line without its newline is a write cut short by a kill: its Put never
+// returned, so it is not part of the state.
+func (s *Store) replay() error {
+	b, err := os.ReadFile(s.journalPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	whole := bytes.LastIndexByte(b, '\n') + 1
+	for i, line := range bytes.Split(b[:whole], []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var e journalEntry
+		if err := json.Unmarshal(line, &e); err != nil || e.Addr == "" || (e.State != nil && e.State.Addr() != e.Addr) {
+			return fmt.Errorf("state journal %s, line %d: not a khw journal entry", s.journalPath(), i+1)
+		}
+		if e.Serial <= s.state.Serial {
+			continue // folded into the snapshot already
+		}
+		if e.State == nil {
+			delete(s.state.Resources, e.Addr)
+		} else {
+			s.state.Resources[e.Addr] = e.State
+		}
+		s.state.Serial = e.Serial
+	}
+	s.journalBytes = int64(whole)
+	return nil
 }
 
 // ParseState decodes and checks a state file.
@@ -117,6 +179,8 @@ func ParseState(b []byte) (*State, error) {
 
 func (s *Store) path() string { return filepath.Join(s.workdir, StateDir, "state.json") }
 
+func (s *Store) journalPath() string { return filepath.Join(s.workdir, StateDir, "state.journal") }
+
 // Get returns the recorded state of addr, or nil.
 func (s *Store) Get(addr string) *ResourceState {
 	s.mu.Lock()
@@ -136,7 +200,8 @@ func (s *Store) Addrs() []string {
 	return out
 }
 
-// Put records a resource (nil removes it) and saves the state atomically.
+// Put records a resource (nil removes it): appended to the journal and
+// synced before it returns.
 func (s *Store) Put(addr string, rs *ResourceState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,9 +211,66 @@ func (s *Store) Put(addr string, rs *ResourceState) error {
 		s.state.Resources[addr] = rs
 	}
 	s.state.Serial++
+	if s.journalBytes >= s.snapshotBytes {
+		return s.save()
+	}
+	line, err := json.Marshal(journalEntry{Serial: s.state.Serial, Addr: addr, State: rs})
+	if err != nil {
+		return err
+	}
+	return s.appendJournal(append(line, '\n'))
+}
+
+func (s *Store) appendJournal(line []byte) error {
+	if s.journal == nil {
+		if err := os.MkdirAll(filepath.Dir(s.journalPath()), 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		// Past the last whole line: a torn one is written over.
+		if _, err := f.Seek(s.journalBytes, 0); err != nil {
+			f.Close()
+			return err
+		}
+		s.journal = f
+	}
+	if _, err := s.journal.Write(line); err != nil {
+		return err
+	}
+	if err := s.journal.Sync(); err != nil {
+		return err
+	}
+	s.journalBytes += int64(len(line))
+	s.written += int64(len(line))
+	return nil
+}
+
+// Compact folds the journal into state.json, if there is one. A run calls
+// it when it ends; Lock calls it for a journal a killed run left.
+func (s *Store) Compact() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.journalBytes == 0 {
+		if _, err := os.Stat(s.journalPath()); err != nil {
+			return nil
+		}
+	}
 	return s.save()
 }
 
+// Written is how many bytes of state this Store has written (make bench).
+func (s *Store) Written() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written
+}
+
+// save writes the whole state to state.json, atomically, then removes the
+// journal; a kill in between leaves entries that the snapshot's serial
+// skips.
 func (s *Store) save() error {
 	b, err := encodeState(s.state)
 	if err != nil {
@@ -157,7 +279,20 @@ func (s *Store) save() error {
 	if err := os.MkdirAll(filepath.Dir(s.path()), 0o700); err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.path(), b, 0o600)
+	if err := WriteFileAtomic(s.path(), b, 0o600); err != nil {
+		return err
+	}
+	s.snapshotBytes = int64(len(b))
+	s.written += int64(len(b))
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	s.journalBytes = 0
+	if err := os.Remove(s.journalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // encodeState is the state file's text, which ParseState reads back.
@@ -194,6 +329,20 @@ func (s *Store) Lock() error {
 	}
 	s.lock = f
 	removeStaleTemps(s.workdir, dir)
+	// What a killed run left in the journal: read again under the lock,
+	// then folded into the snapshot.
+	fresh, err := OpenStore(s.workdir)
+	if err != nil {
+		s.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	s.state, s.snapshotBytes, s.journalBytes = fresh.state, fresh.snapshotBytes, fresh.journalBytes
+	s.mu.Unlock()
+	if err := s.Compact(); err != nil {
+		s.Unlock()
+		return err
+	}
 	return nil
 }
 
@@ -216,7 +365,14 @@ func removeStaleTemps(dirs ...string) {
 
 // Unlock releases the lock taken by Lock.
 func (s *Store) Unlock() {
+	s.mu.Lock()
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	s.mu.Unlock()
 	if s.lock != nil {
+
 		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
 		s.lock.Close()
 		s.lock = nil

@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +39,139 @@ func TestLockRemovesTheTempFilesOfAKilledRun(t *testing.T) {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s was removed", p)
 		}
+	}
+}
+
+func rs(i int) *ResourceState {
+	return &ResourceState{Type: "pki.key", Name: fmt.Sprintf("node-%03d", i), Provider: InProcess, Hash: strings.Repeat("ab", 32),
+		Inputs: map[string]any{"algo": "rsa", "size": 2048}, Outputs: []byte(`{"fingerprint":"` + strings.Repeat("cd", 32) + `"}`), Digest: strings.Repeat("ef", 32)}
+}
+
+func putN(t *testing.T, st *Store, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := st.Put(rs(i).Addr(), rs(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func snapshotCount(t *testing.T, work string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(work, StateDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ParseState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(st.Resources)
+}
+
+// TestJournalKeepsEveryPutAndCompacts: what Put returned is in the state a
+// new reader opens, whether it is in state.json yet or still in the
+// journal; state.json alone is at most half behind; Compact folds the
+// journal in and removes it.
+func TestJournalKeepsEveryPutAndCompacts(t *testing.T) {
+	work := t.TempDir()
+	st, err := OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putN(t, st, 0, 100)
+	again, err := OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(again.Addrs()); n != 100 {
+		t.Fatalf("a new reader sees %d resources, want 100", n)
+	}
+	if n := snapshotCount(t, work); n < 50 || n == 100 {
+		t.Errorf("state.json holds %d of 100 during the run, want at least half and the journal in use", n)
+	}
+	if err := st.Put(rs(7).Addr(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, work); n != 99 {
+		t.Errorf("state.json holds %d after Compact, want 99", n)
+	}
+	if _, err := os.Stat(filepath.Join(work, StateDir, "state.journal")); !os.IsNotExist(err) {
+		t.Errorf("the journal is still there after Compact: %v", err)
+	}
+}
+
+// TestJournalCutShortByAKill: a last line without its newline (a write a
+// kill cut short) is not part of the state, and the next run, once it holds
+// the lock, folds the rest in and goes on; a damaged line before the last
+// is an error that names the journal and the line.
+func TestJournalCutShortByAKill(t *testing.T) {
+	work := t.TempDir()
+	st, _ := OpenStore(work)
+	putN(t, st, 0, 10)
+	journal := filepath.Join(work, StateDir, "state.journal")
+	b, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatalf("no journal after 10 puts: %v", err)
+	}
+	lines := strings.Count(string(b), "\n")
+	want := 10 // every Put so far is kept
+	torn := append(b, `{"serial":99,"addr":"pki.key.node-500","state":{"ty`...)
+	if err := os.WriteFile(journal, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next, err := OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(next.Addrs()); n != want {
+		t.Fatalf("%d resources after a torn last line, want %d", n, want)
+	}
+	if err := next.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	putN(t, next, 10, 12)
+	if err := next.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	next.Unlock()
+	if n := snapshotCount(t, work); n != 12 {
+		t.Errorf("state.json holds %d, want 12", n)
+	}
+
+	// A damaged line in the middle.
+	st2, _ := OpenStore(work)
+	putN(t, st2, 20, 40)
+	b, _ = os.ReadFile(journal)
+	if strings.Count(string(b), "\n") < 2 {
+		t.Fatalf("the journal holds %d lines (of %d before), want 2 or more", strings.Count(string(b), "\n"), lines)
+	}
+	damaged := strings.Replace(string(b), `"addr"`, `"adr"`, 1)
+	if err := os.WriteFile(journal, []byte(damaged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenStore(work); err == nil || !strings.Contains(err.Error(), "state.journal, line 1") {
+		t.Errorf("a damaged journal: %v", err)
+	}
+}
+
+// TestStateBytesGrowLinearly: recording n resources writes O(n) bytes, not
+// O(n²) (the whole state after each), checked at 100, 200 and 400.
+func TestStateBytesGrowLinearly(t *testing.T) {
+	var per []float64
+	for _, n := range []int{100, 200, 400} {
+		st, _ := OpenStore(t.TempDir())
+		putN(t, st, 0, n)
+		if err := st.Compact(); err != nil {
+			t.Fatal(err)
+		}
+		per = append(per, float64(st.Written())/float64(n))
+	}
+	t.Logf("bytes written per resource at 100, 200, 400: %.0f %.0f %.0f", per[0], per[1], per[2])
+	if per[2] > 1.3*per[0] {
+		t.Errorf("bytes per resource grow with the lab: %.0f at 100, %.0f at 400", per[0], per[2])
 	}
 }

@@ -207,6 +207,7 @@ const howNotes = `- Row 1 runs ` + "`bench/post-pipeline.sh`" + ` (the post's co
 - Row 4 is ` + "`go test -bench BenchmarkPlugin ./runtime/pluginhost`" + `: Read calls from khw's plugin host to the test plugin over go-plugin's gRPC, and plugins started until their first RPC answers, each plugin in bin/ too. Targets chosen here (the issue gives none): a no-change run of the post reads about 30 plugin-served resources, so 500 µs each is at most 15 ms, 5% of row 3's 300 ms; the 4 plugins start at once, so 50 ms each is at most about 100 ms of those 300 ms on 2 cores.
 - Row 5 reads the timings file ` + "`scripts/lab.sh up`" + ` writes (bench/report/lab.go gives its format). Targets chosen here: this machine's last full lab (qemu/TCG, no KVM) took 106 s in ` + "`khw run`" + `, almost all of it 4 VMs booting at once, and 98 s to build the guest image once; 150 s for ` + "`khw run`" + ` and 5 min in all leave room for that and hold with KVM by far.
 - Row 6 (KHW_BENCH_CLUSTER=1) makes the post's whole cluster from nothing, ` + "`--cluster-rounds`" + ` times: ` + "`scripts/lab.sh down`" + `, then ` + "`KHW_NODES=containers scripts/lab.sh up`" + ` (which first makes sure the binaries are in the cache, then runs the recipe), and reads the ` + "`khw run`" + ` phase of the timings file. The run ends when every worker's flanneld is healthy, which needs its node Ready, and CoreDNS is available; the row also asks the API that both workers are Ready. The target is the issue's. It leaves the last cluster up.
+- Row 7 (KHW_BENCH_CLUSTER=1, or KHW_BENCH_LAB=1 with the cluster up) times, in the same rounds, ` + "`scripts/lab.sh khw plan`" + `, a ` + "`scripts/lab.sh khw run`" + ` that changes nothing, and one parallel OpenSSH round to every node (` + "`ssh -F` with `khw ssh-config`, `true` on each, all at once, through `scripts/lab.sh exec`" + `), so lab.sh's own cost is in all three. Round trips are the ssh plugin's own counts (KHW_LOG=debug: connections dialled, sessions opened, keepalives sent, per node), for the post's cluster and for ` + "`bench/extra-file.star`" + ` (the same recipe with one more copy per node; it is applied for the count, then removed by a run of the post's recipe). Target 1.5× is the issue's.
 - The 20-node copy benchmark (scp loop against ` + "`khw run --target node.copy`" + `, real sshd nodes in network namespaces, root) is not part of this table: ` + "`go test -run XXX -bench CopyControllerSetTo20Nodes -benchtime 3x ./tests/nodes/`" + `.
 `
 
@@ -230,7 +231,7 @@ func main() {
 	}
 	b := &bench{khw: abs, rounds: *rounds, scaleRounds: *scaleRounds, clusterRounds: max(*clusterRounds, 1), cores: goruntime.NumCPU(), loadStart: loadStart}
 	// Row 6 comes last: it takes the lab down and leaves a cluster up.
-	rows := []row{b.local(), b.scale(), b.noChange(), b.plugins(), b.lab(), b.cluster()}
+	rows := []row{b.local(), b.scale(), b.noChange(), b.plugins(), b.lab(), b.cluster(), b.refresh()}
 	out := render(rows, b, started)
 	fmt.Print(out)
 	if err := os.WriteFile(*results, []byte(out), 0o644); err != nil {

@@ -123,3 +123,18 @@ esac
 		t.Fatalf("lab up: %+v", r)
 	}
 }
+
+// TestParseReadBack reads the ssh plugin's debug lines as khw's log shows
+// them.
+func TestParseReadBack(t *testing.T) {
+	out := `2026-11-30T13:12:20.410Z [DEBUG] plugin.ssh: read back: node=m1 resources=27 connections=1 sessions=1 keepalives=0
+2026-11-30T13:12:20.411Z [DEBUG] plugin.ssh: read back: node=n1 resources=12 connections=1 sessions=2 keepalives=1
+No changes.`
+	got := parseReadBack(out)
+	if len(got) != 2 || got["m1"] != (nodeTrips{27, 1, 1, 0}) || got["n1"].trips() != 4 {
+		t.Errorf("parsed %+v", got)
+	}
+	if d := describeTrips(got); d != "m1: 27 resources, 1 connection, 1 command; n1: 12 resources, 1 connection, 3 commands" {
+		t.Errorf("described as %q", d)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -227,6 +228,12 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	applyErr := ex.Apply(ctx, plan)
 	disp.Close()
+	// The state's journal, folded into state.json: complete after a run.
+	if err := store.Compact(); err != nil && applyErr == nil {
+		applyErr = fmt.Errorf("saving the state: %w", err)
+	}
+	hclog.New(&hclog.LoggerOptions{Name: "khw", Level: pluginhost.LogLevel(), Output: os.Stderr}).
+		Debug("state written", "bytes", store.Written(), "resources", len(store.Addrs()))
 	add, change, destroy := plan.Counts()
 	if applyErr != nil {
 		if o.output == "json" {
