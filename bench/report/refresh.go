@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// labNodesFile is where scripts/lab.sh records what the lab's nodes are.
+var labNodesFile = "/run/khw-lab/nodes"
+
 // refreshTarget is row 7's: a no-op plan of the whole cluster at most this
 // many times one parallel OpenSSH round to all its nodes.
 const refreshTarget = 1.5
@@ -58,7 +61,7 @@ func describeTrips(m map[string]nodeTrips) string {
 // cost the plan, counted for the post's cluster and for the same cluster
 // with one more file copied to every node (bench/extra-file.star).
 func (b *bench) refresh() row {
-	const what = "reading the cluster back: a no-op `khw plan` and `khw run` with the cluster of row 6 up (container nodes), against one parallel OpenSSH round (`ssh node true` to every node at once); ssh round trips per node in the plan, for the post's cluster and with one more file on every node"
+	const what = "reading the cluster back: a no-op `khw plan` and `khw run` with the cluster up (row 6's, or the lab's), against one parallel OpenSSH round (`ssh node true` to every node at once); ssh round trips per node in the plan, for the post's cluster and with one more file on every node"
 	ratioT := target{what: fmt.Sprintf("no-op `khw plan` ≤ %.1f× one parallel ssh round", refreshTarget)}
 	tripsT := target{what: "round trips per node do not grow with a resource more on each node"}
 	notNow := func(why string) row {
@@ -72,9 +75,16 @@ func (b *bench) refresh() row {
 	if !labUp() {
 		return notNow("the cluster is not up (make lab, or make bench KHW_BENCH_CLUSTER=1).")
 	}
+	// The lab as it was made (scripts/lab.sh keeps its nodes' kind in
+	// /run/khw-lab/nodes): containers after row 6, VMs after a
+	// KHW_ACCEL=qemu make lab.
+	kind := "container nodes"
+	if b, err := os.ReadFile(labNodesFile); err == nil && strings.HasPrefix(string(b), "vms") {
+		kind = "VMs, " + strings.TrimSpace(strings.TrimPrefix(string(b), "vms"))
+	}
 	lab := func(env []string, args ...string) *exec.Cmd {
-		c := clusterLab(args...)
-		c.Env = append(c.Env, env...)
+		c := exec.Command("bash", append([]string{labScript}, args...)...)
+		c.Env = append(os.Environ(), env...)
 		return c
 	}
 	out, err := lab(nil, "khw", "plan", "--detailed-exitcode").CombinedOutput()
@@ -128,8 +138,8 @@ func (b *bench) refresh() row {
 	r := float64(plan.median()) / float64(ssh.median())
 	rr := float64(run.median()) / float64(ssh.median())
 	figures := []string{
-		fmt.Sprintf("%d nodes (%s): one parallel OpenSSH round %s; `khw plan` %s (%.2f×); `khw run`, nothing changed, %s (%.2f×)",
-			len(nodes), strings.Join(nodes, ", "), ms(ssh.median()), ms(plan.median()), r, ms(run.median()), rr),
+		fmt.Sprintf("%d nodes (%s; %s): one parallel OpenSSH round %s; `khw plan` %s (%.2f×); `khw run`, nothing changed, %s (%.2f×)",
+			len(nodes), kind, strings.Join(nodes, ", "), ms(ssh.median()), ms(plan.median()), r, ms(run.median()), rr),
 	}
 	ratioT.got, ratioT.status = fmt.Sprintf("%.2f×", r), check(r <= refreshTarget)
 	ratioT.why = "the plan is khw's start, the recipe's evaluation, the plugins' start-up (row 4), the Docker and Kubernetes reads, and one ssh connection and one command per node (plugins/ssh/readback.go); the OpenSSH round is a process, a connection and a command per node."
