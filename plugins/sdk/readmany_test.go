@@ -37,7 +37,9 @@ func (r *reader) Read(_ context.Context, req *ReadRequest) (*ReadResponse, error
 	r.reads.Add(1)
 	return r.answer(req)
 }
-func (r *reader) Plan(context.Context, *PlanRequest) (*PlanResponse, error) { return &PlanResponse{}, nil }
+func (r *reader) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
+	return &PlanResponse{}, nil
+}
 func (r *reader) Apply(context.Context, *ApplyRequest, Progress) (*ApplyResponse, error) {
 	return &ApplyResponse{}, nil
 }

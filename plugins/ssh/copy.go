@@ -488,21 +488,16 @@ func (h copyHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 // remove deletes names from dest on t's node, in one command. A node that
 // does not answer within the short bound is taken to be gone.
 func remove(ctx context.Context, p *pool, req *sdk.DeleteRequest, t *target, dest string, root bool, names []string) error {
-	cn, err := p.connect(ctx, t, req.Workdir, nil, t.bound(shortBound))
-	var ue *unreachableError
-	if errors.As(err, &ue) {
-		return nil
-	}
-	if err != nil {
+	err := p.withConn(ctx, t, req.Workdir, t.bound(shortBound), func(cn *conn) error {
+		_, err := cn.script(ctx, root, "removing files in "+dest, fmt.Sprintf("cd %s 2>/dev/null || exit 0; rm -f -- %s", shellDir(dest), quoteAll(names)))
 		return err
+	})
+	var ue *unreachableError
+	switch {
+	case err == nil || errors.As(err, &ue):
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
-	defer p.release(cn)
-	_, err = cn.script(ctx, root, "removing files in "+dest, fmt.Sprintf("cd %s 2>/dev/null || exit 0; rm -f -- %s", shellDir(dest), quoteAll(names)))
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
-	}
-	return nil
+	return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
 }

@@ -7,12 +7,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/khw-dev/khw/plugins/sdk"
 )
 
 // dialFunc opens the TCP connection to a node; tests replace it to dial
@@ -485,4 +488,40 @@ func (c *conn) sftp(ctx context.Context, root bool) (*sftp.Client, func(), error
 		sc.Close()
 		done()
 	}, nil
+}
+
+// dead says whether err means the connection itself is gone (the node's
+// sshd or the network dropped it) rather than the command failing.
+func dead(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "unexpected packet in response to channel open") || strings.Contains(msg, "connection reset by peer") ||
+		strings.Contains(msg, "broken pipe")
+}
+
+// withConn runs fn with a pooled connection to t's node. When the
+// connection turns out dead, it is dropped and fn runs once more on a new
+// one: for idempotent work only (reading back, deleting). A node that does
+// not answer within bound is an *unreachableError, as from connect.
+func (p *pool) withConn(ctx context.Context, t *target, workdir string, bound time.Duration, fn func(*conn) error) error {
+	for attempt := 0; ; attempt++ {
+		cn, err := p.connect(ctx, t, workdir, nil, bound)
+		if err != nil {
+			return err
+		}
+		err = fn(cn)
+		if attempt == 0 && dead(err) && ctx.Err() == nil {
+			sdk.Logger().Debug("connection dropped; trying again on a new one", "node", t.Node, "error", err)
+			p.release(cn)
+			p.evict(cn)
+			continue
+		}
+		p.release(cn)
+		return err
+	}
 }

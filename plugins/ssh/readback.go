@@ -38,21 +38,22 @@ func readOne(ctx context.Context, p *pool, h prober, req *sdk.ReadRequest) (*sdk
 	if err != nil || pr == nil {
 		return resp, err
 	}
-	cn, err := p.connect(ctx, pr.t, req.Workdir, nil, pr.t.bound(shortBound))
+	err = p.withConn(ctx, pr.t, req.Workdir, pr.t.bound(shortBound), func(cn *conn) error {
+		cmd := "sh -c " + shellQuote(pr.script)
+		if pr.root {
+			cmd = asRoot(cn.key.user, pr.script)
+		}
+		r, err := cn.output(ctx, cmd)
+		if err == nil {
+			resp, err = pr.parse(r)
+		}
+		if err != nil {
+			return fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer p.release(cn)
-	cmd := "sh -c " + shellQuote(pr.script)
-	if pr.root {
-		cmd = asRoot(cn.key.user, pr.script)
-	}
-	r, err := cn.output(ctx, cmd)
-	if err == nil {
-		resp, err = pr.parse(r)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), err)
 	}
 	return resp, nil
 }
@@ -130,18 +131,21 @@ func (pv *provider) readNode(ctx context.Context, workdir string, probes []*prob
 		}
 		return resps, errs
 	}
-	cn, err := pv.p.connect(ctx, t, workdir, nil, t.bound(shortBound))
-	if err != nil {
-		return fail(err)
-	}
-	defer pv.p.release(cn)
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
 	mark := "@@khw-" + hex.EncodeToString(nonce)
-	cmd, script := batchScript(cn.key.user, mark, probes)
-	r, err := cn.outputIn(ctx, cmd, script)
+	var r *result
+	err := pv.p.withConn(ctx, t, workdir, t.bound(shortBound), func(cn *conn) error {
+		cmd, script := batchScript(cn.key.user, mark, probes)
+		var err error
+		r, err = cn.outputIn(ctx, cmd, script)
+		if err != nil {
+			return fmt.Errorf("node %s (%s): reading back: %w", t.Node, t.addr(), err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fail(fmt.Errorf("node %s (%s): reading back: %w", t.Node, t.addr(), err))
+		return fail(err)
 	}
 	parts, err := splitBatch(mark, r.stdout, len(probes))
 	if err != nil {
@@ -212,4 +216,3 @@ func (p *pool) logReadBack(t *target, resources int) {
 	sdk.Logger().Debug("read back", "node", t.Node, "resources", resources,
 		"connections", s.dials.Load(), "sessions", s.sessions.Load(), "keepalives", s.keepalives.Load())
 }
-

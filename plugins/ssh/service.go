@@ -311,27 +311,22 @@ func (h serviceHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) erro
 	for p := range prior.Files {
 		paths[p] = ""
 	}
-	cn, err := h.p.connect(ctx, &c.target, req.Workdir, nil, c.bound(shortBound))
-	var ue *unreachableError
-	if errors.As(err, &ue) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer h.p.release(cn)
 	var all []string
 	for p := range paths {
 		all = append(all, p)
 	}
 	sort.Strings(all)
 	s := shellQuote(c.Service)
-	_, err = cn.script(ctx, true, "removing "+c.Service, fmt.Sprintf("systemctl disable -q --now %s 2>/dev/null; rm -f -- %s; systemctl daemon-reload; systemctl reset-failed %s 2>/dev/null; true", s, quoteAll(all), s))
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
+	err = h.p.withConn(ctx, &c.target, req.Workdir, c.bound(shortBound), func(cn *conn) error {
+		_, err := cn.script(ctx, true, "removing "+c.Service, fmt.Sprintf("systemctl disable -q --now %s 2>/dev/null; rm -f -- %s; systemctl daemon-reload; systemctl reset-failed %s 2>/dev/null; true", s, quoteAll(all), s))
+		return err
+	})
+	var ue *unreachableError
+	switch {
+	case err == nil || errors.As(err, &ue):
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
-	return nil
+	return fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
 }

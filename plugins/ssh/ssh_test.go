@@ -385,6 +385,35 @@ func TestLab(t *testing.T) {
 		return &sdk.ApplyRequest{Resource: resource("node.run", name, cfg), Action: sdk.Create, Deps: deps, Workdir: l.workdir}
 	}
 
+	t.Run("a connection dropped under a read is dialled again", func(t *testing.T) {
+		n := l.nodes["m1"]
+		tg := &target{Node: "m1", Host: n.ip, Port: 22, User: n.user, Identity: "id_ed25519", TimeoutS: 20}
+		calls := 0
+		var first error
+		err := p.withConn(ctx, tg, l.workdir, 10*time.Second, func(cn *conn) error {
+			calls++
+			if calls == 1 {
+				cn.client.Close() // as a node's sshd or the network would
+			}
+			_, err := cn.output(ctx, "true")
+			if calls == 1 {
+				first = err
+			}
+			return err
+		})
+		if err != nil || calls != 2 {
+			t.Fatalf("after a dropped connection (%v): %d calls, %v", first, calls, err)
+		}
+		calls = 0
+		err = p.withConn(ctx, tg, l.workdir, 10*time.Second, func(cn *conn) error {
+			calls++
+			return errors.New("the command failed")
+		})
+		if err == nil || calls != 1 {
+			t.Errorf("a failed command was tried %d times (%v); want once", calls, err)
+		}
+	})
+
 	t.Run("node.run", func(t *testing.T) {
 		n := l.nodes["m1"]
 		prog := &progressLog{}
