@@ -19,10 +19,12 @@ var labNodesFile = "/run/khw-lab/nodes"
 // many times one parallel OpenSSH round to all its nodes.
 const refreshTarget = 1.5
 
-// readBack matches the ssh plugin's debug line for one node's read-back
-// (plugins/ssh/readback.go): the round trips it has cost that plugin
-// process so far, which in a plan is all of them.
-var readBack = regexp.MustCompile(`read back: node=(\S+) resources=(\d+) connections=(\d+) sessions=(\d+) keepalives=(\d+)`)
+// readBackField is one key=value of the ssh plugin's debug line for one
+// node's read-back (plugins/ssh/readback.go), "read back: node=m1
+// resources=10 connections=1 sessions=1 keepalives=0 ...", whose fields
+// come in any order: the round trips the node has cost that plugin process
+// so far, which in a plan is all of them.
+var readBackField = regexp.MustCompile(`(\w+)=(\S+)`)
 
 // nodeTrips is one node's read-back in one plan.
 type nodeTrips struct {
@@ -32,9 +34,19 @@ type nodeTrips struct {
 // parseReadBack reads every node's line from a plan's debug log.
 func parseReadBack(out string) map[string]nodeTrips {
 	got := map[string]nodeTrips{}
-	for _, m := range readBack.FindAllStringSubmatch(out, -1) {
-		n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
-		got[m[1]] = nodeTrips{resources: n(2), connections: n(3), sessions: n(4), keepalives: n(5)}
+	for _, line := range strings.Split(out, "\n") {
+		_, rest, ok := strings.Cut(line, "read back: ")
+		if !ok {
+			continue
+		}
+		f := map[string]string{}
+		for _, m := range readBackField.FindAllStringSubmatch(rest, -1) {
+			f[m[1]] = m[2]
+		}
+		n := func(k string) int { v, _ := strconv.Atoi(f[k]); return v }
+		if f["node"] != "" {
+			got[f["node"]] = nodeTrips{resources: n("resources"), connections: n("connections"), sessions: n("sessions"), keepalives: n("keepalives")}
+		}
 	}
 	return got
 }

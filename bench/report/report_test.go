@@ -127,8 +127,8 @@ esac
 // TestParseReadBack reads the ssh plugin's debug lines as khw's log shows
 // them.
 func TestParseReadBack(t *testing.T) {
-	out := `2026-11-30T13:12:20.410Z [DEBUG] plugin.ssh: read back: node=m1 resources=27 connections=1 sessions=1 keepalives=0
-2026-11-30T13:12:20.411Z [DEBUG] plugin.ssh: read back: node=n1 resources=12 connections=1 sessions=2 keepalives=1
+	out := `2026-11-30T13:12:20.410Z [DEBUG] plugin.ssh.khw-plugin-ssh: read back: node=m1 resources=27 connections=1 sessions=1 keepalives=0 command=147ms
+2026-11-30T13:12:20.411Z [DEBUG] plugin.ssh.khw-plugin-ssh: read back: sessions=2 connect=110ms keepalives=1 node=n1 resources=12 connections=1 timestamp=2026-11-30T13:31:03.280Z
 No changes.`
 	got := parseReadBack(out)
 	if len(got) != 2 || got["m1"] != (nodeTrips{27, 1, 1, 0}) || got["n1"].trips() != 4 {

@@ -152,9 +152,6 @@ func shellDir(dest string) string {
 	}
 }
 
-// statFormat is what the listing reports of a file: mode, then the stat key.
-const statFormat = `%a %s %i %Z %Y`
-
 // list asks the node, in one command, for the mode, stat and sha256 of
 // each named file in dest. A file whose stat equals known[name] is not
 // hashed again: its sha256 is the one recorded with that stat (rsync's
@@ -168,42 +165,74 @@ func list(ctx context.Context, cn *conn, root bool, dest string, names []string,
 	return parseListing(dest, r.stdout)
 }
 
-// listScript is list's command.
+// listScript is list's command. It costs a fixed number of processes
+// whatever the number of files: one stat for all of them, then one
+// sha256sum for those whose stat is not the recorded one (the comparison
+// is the shell's own). Its lines:
+//
+//	home HOME
+//	dir DIR                                  (absent: no such directory)
+//	= MODE SIZE INODE CTIME MTIME NAME       stat as recorded: not hashed
+//	? MODE SIZE INODE CTIME MTIME NAME       hashed below
+//	SHA256  NAME                             sha256sum's own line
+//
+// A name that is not a regular file (missing, a link, a directory) has no
+// line.
 func listScript(dest string, names []string, known map[string]string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; echo \"dir $(pwd -P)\"\n", shellDir(dest))
+	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; printf 'dir '; pwd -P\n", shellDir(dest))
+	fmt.Fprintf(&b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null)\nset --\n", quoteAll(names))
+	b.WriteString("while IFS='|' read -r t s n; do\n\tcase $t in regular*) ;; *) continue ;; esac\n\tk=\n\tcase $n in\n")
 	for _, n := range names {
-		fmt.Fprintf(&b, "f=%s; if [ -f \"$f\" ] && [ ! -h \"$f\" ]; then s=$(stat -c '%s' -- \"$f\"); "+
-			"if [ \"${s#* }\" = %s ]; then echo \"$s = $f\"; else echo \"$s $(sha256sum < \"$f\" | cut -c1-64) $f\"; fi; fi\n",
-			shellQuote(n), statFormat, shellQuote(known[n]))
+		if k := known[n]; k != "" {
+			fmt.Fprintf(&b, "\t%s) k=%s ;;\n", shellQuote(n), shellQuote(k))
+		}
 	}
+	b.WriteString("\tesac\n\tif [ -n \"$k\" ] && [ \"${s#* }\" = \"$k\" ]; then echo \"= $s $n\"; else echo \"? $s $n\"; set -- \"$@\" \"$n\"; fi\n")
+	b.WriteString("done <<EOF\n$l\nEOF\n[ $# -eq 0 ] || sha256sum -- \"$@\"\n")
 	return b.String()
 }
 
 // parseListing reads listScript's output.
 func parseListing(dest, stdout string) (*listing, error) {
 	out := &listing{files: map[string]remoteFile{}}
+	sums := map[string]string{}
+	bad := func(line string) (*listing, error) {
+		return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
+	}
 	for _, line := range strings.Split(strings.TrimRight(stdout, "\n"), "\n") {
 		switch {
 		case strings.HasPrefix(line, "home "):
 			out.home = strings.TrimPrefix(line, "home ")
 		case strings.HasPrefix(line, "dir "):
 			out.dir = strings.TrimPrefix(line, "dir ")
-		case line != "":
+		case strings.HasPrefix(line, "= "), strings.HasPrefix(line, "? "):
 			f := strings.SplitN(line, " ", 7)
 			if len(f) != 7 {
-				return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
+				return bad(line)
 			}
-			mode, err1 := strconv.ParseUint(f[0], 8, 32)
-			size, err2 := strconv.ParseInt(f[1], 10, 64)
+			mode, err1 := strconv.ParseUint(f[1], 8, 32)
+			size, err2 := strconv.ParseInt(f[2], 10, 64)
 			if err1 != nil || err2 != nil {
-				return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
+				return bad(line)
 			}
-			rf := remoteFile{mode: uint32(mode), size: size, stat: strings.Join(f[1:5], " ")}
-			if f[5] != "=" {
-				rf.sha = f[5]
+			rf := remoteFile{mode: uint32(mode), size: size, stat: strings.Join(f[2:6], " ")}
+			if f[0] == "?" {
+				rf.sha = "?" // filled from sha256sum's line below
 			}
 			out.files[f[6]] = rf
+		case len(line) > 66 && line[64:66] == "  ":
+			sums[line[66:]] = line[:64]
+		case line != "":
+			return bad(line)
+		}
+	}
+	for n, rf := range out.files {
+		if rf.sha == "?" {
+			if rf.sha = sums[n]; rf.sha == "" {
+				return nil, fmt.Errorf("listing %s: no sha256 for %s", dest, n)
+			}
+			out.files[n] = rf
 		}
 	}
 	if out.dir == "" {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/khw-dev/khw/plugins/sdk"
 )
@@ -22,6 +23,9 @@ type probe struct {
 	root   bool   // the script runs as root
 	what   string // for errors: "listing /etc/etcd"
 	script string
+	// units are systemd units whose state (systemctl is-active) parse
+	// needs: asked once per node for every probe, in r.units.
+	units []string
 	// parse reads the script's output and exit status.
 	parse func(r *result) (*sdk.ReadResponse, error)
 }
@@ -32,30 +36,14 @@ type prober interface {
 	probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error)
 }
 
-// readOne reads one resource back with its own command.
+// readOne reads one resource back with its own command: a batch of one.
 func readOne(ctx context.Context, p *pool, h prober, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
 	pr, resp, err := h.probe(req)
 	if err != nil || pr == nil {
 		return resp, err
 	}
-	err = p.withConn(ctx, pr.t, req.Workdir, pr.t.bound(shortBound), func(cn *conn) error {
-		cmd := "sh -c " + shellQuote(pr.script)
-		if pr.root {
-			cmd = asRoot(cn.key.user, pr.script)
-		}
-		r, err := cn.output(ctx, cmd)
-		if err == nil {
-			resp, err = pr.parse(r)
-		}
-		if err != nil {
-			return fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	resps, errs := readNode(ctx, p, req.Workdir, []*probe{pr})
+	return resps[0], errs[0]
 }
 
 // provider is the ssh plugin's Provider: the Mux, and ReadMany.
@@ -104,7 +92,7 @@ func (pv *provider) ReadMany(ctx context.Context, reqs []*sdk.ReadRequest) ([]sd
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resps, errs := pv.readNode(ctx, b.workdir, b.probes)
+			resps, errs := readNode(ctx, pv.p, b.workdir, b.probes)
 			for j, i := range b.at {
 				out[i].Response, out[i].Err = resps[j], errs[j]
 			}
@@ -122,7 +110,7 @@ type batchKey struct {
 }
 
 // readNode runs probes, all bound for one node, as one command.
-func (pv *provider) readNode(ctx context.Context, workdir string, probes []*probe) ([]*sdk.ReadResponse, []error) {
+func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]*sdk.ReadResponse, []error) {
 	resps, errs := make([]*sdk.ReadResponse, len(probes)), make([]error, len(probes))
 	t := probes[0].t
 	fail := func(err error) ([]*sdk.ReadResponse, []error) {
@@ -135,10 +123,14 @@ func (pv *provider) readNode(ctx context.Context, workdir string, probes []*prob
 	_, _ = rand.Read(nonce)
 	mark := "@@khw-" + hex.EncodeToString(nonce)
 	var r *result
-	err := pv.p.withConn(ctx, t, workdir, t.bound(shortBound), func(cn *conn) error {
+	start := time.Now()
+	var connected, ran time.Duration
+	err := p.withConn(ctx, t, workdir, t.bound(shortBound), func(cn *conn) error {
+		connected = time.Since(start)
 		cmd, script := batchScript(cn.key.user, mark, probes)
 		var err error
 		r, err = cn.outputIn(ctx, cmd, script)
+		ran = time.Since(start) - connected
 		if err != nil {
 			return fmt.Errorf("node %s (%s): reading back: %w", t.Node, t.addr(), err)
 		}
@@ -147,7 +139,7 @@ func (pv *provider) readNode(ctx context.Context, workdir string, probes []*prob
 	if err != nil {
 		return fail(err)
 	}
-	parts, err := splitBatch(mark, r.stdout, len(probes))
+	parts, err := splitBatch(mark, r.stdout, probes)
 	if err != nil {
 		// The batch did not run at all: sudo refused, or no shell.
 		return fail(fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), rootFailure("reading back", r.stderr+"\n"+err.Error())))
@@ -158,19 +150,22 @@ func (pv *provider) readNode(ctx context.Context, workdir string, probes []*prob
 			errs[i] = fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), errs[i])
 		}
 	}
-	pv.p.logReadBack(t, len(probes))
+	p.logReadBack(t, len(probes), connected, ran)
 	return resps, errs
 }
 
 // batchScript is one shell script that runs every probe in turn, each in
-// a subshell (a probe may exit), with its stdout, its stderr and its exit
-// status between lines that start with mark. It reads from stdin (sh -s),
-// as root when a probe needs root: then with the login user's $HOME, which
-// the probes that name "~" expect.
+// a subshell (a probe may exit), with its stdout, its stderr (only when it
+// failed) and its exit status between lines that start with mark; then one
+// systemctl is-active for every unit the probes ask about. It reads from
+// stdin (sh -s), as root when a probe needs root: then with the login
+// user's $HOME, which the probes that name "~" expect.
 func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	root := false
+	var units []string
 	for _, pr := range probes {
 		root = root || pr.root
+		units = append(units, pr.units...)
 	}
 	cmd = "sh -s"
 	if root && user != "root" {
@@ -179,20 +174,42 @@ func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "e=$(mktemp) || exit 1\ntrap 'rm -f \"$e\"' EXIT\n")
 	for i, pr := range probes {
-		fmt.Fprintf(&b, "echo '%s %d out'\n(\n%s\n) 2>\"$e\" </dev/null\ns=$?\necho; echo \"%s %d err $s\"\ncat \"$e\"; echo\n", mark, i, pr.script, mark, i)
+		fmt.Fprintf(&b, "echo '%s %d out'\n(\n%s\n) 2>\"$e\" </dev/null\ns=$?\necho; echo \"%s %d err $s\"\n[ $s -eq 0 ] || cat \"$e\"; echo\n", mark, i, pr.script, mark, i)
+	}
+	fmt.Fprintf(&b, "echo '%s units'\n", mark)
+	if len(units) > 0 {
+		fmt.Fprintf(&b, "systemctl is-active -- %s 2>&1\n", quoteAll(units))
 	}
 	fmt.Fprintf(&b, "echo '%s end'\n", mark)
 	return cmd, b.String()
 }
 
-// splitBatch cuts batchScript's output into each probe's result.
-func splitBatch(mark, stdout string, n int) ([]*result, error) {
+// splitBatch cuts batchScript's output into each probe's result, with the
+// state of every unit the probes named.
+func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
+	n := len(probes)
 	parts := strings.Split("\n"+stdout, "\n"+mark+" ")
-	if len(parts) != 2*n+2 || parts[len(parts)-1] != "end\n" {
-		return nil, fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-1, 0)/2, n)
+	head, body, _ := strings.Cut(parts[len(parts)-2], "\n")
+	if len(parts) != 2*n+3 || parts[len(parts)-1] != "end\n" || head != "units" {
+		return nil, fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-2, 0)/2, n)
+	}
+	var units []string
+	for _, pr := range probes {
+		units = append(units, pr.units...)
+	}
+	var states []string
+	if body != "" {
+		states = strings.Split(body, "\n")
+	}
+	if len(states) != len(units) {
+		return nil, fmt.Errorf("systemctl is-active gave %d states for %d units: %q", len(states), len(units), states)
+	}
+	state := map[string]string{}
+	for i, u := range units {
+		state[u] = states[i]
 	}
 	out := make([]*result, n)
-	for i := range n {
+	for i, pr := range probes {
 		oh, stdout, _ := strings.Cut(parts[1+2*i], "\n")
 		eh, stderr, _ := strings.Cut(parts[2+2*i], "\n")
 		f := strings.Fields(eh)
@@ -203,7 +220,11 @@ func splitBatch(mark, stdout string, n int) ([]*result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the read-back script's output is out of order at probe %d", i)
 		}
-		out[i] = &result{stdout: stdout, stderr: stderr, status: status}
+		r := &result{stdout: stdout, stderr: stderr, status: status, units: map[string]string{}}
+		for _, u := range pr.units {
+			r.units[u] = state[u]
+		}
+		out[i] = r
 	}
 	return out, nil
 }
@@ -211,8 +232,9 @@ func splitBatch(mark, stdout string, n int) ([]*result, error) {
 // logReadBack tells khw's debug log how many round trips the node has
 // cost this plugin so far: "KHW_LOG=debug khw plan" shows them, and make
 // bench counts them.
-func (p *pool) logReadBack(t *target, resources int) {
+func (p *pool) logReadBack(t *target, resources int, connect, command time.Duration) {
 	s := p.counter(t.key())
 	sdk.Logger().Debug("read back", "node", t.Node, "resources", resources,
-		"connections", s.dials.Load(), "sessions", s.sessions.Load(), "keepalives", s.keepalives.Load())
+		"connections", s.dials.Load(), "sessions", s.sessions.Load(), "keepalives", s.keepalives.Load(),
+		"connect", connect.Round(time.Millisecond).String(), "command", command.Round(time.Millisecond).String())
 }

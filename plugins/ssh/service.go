@@ -256,29 +256,32 @@ func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, er
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	// One line per path, in order: its sha256 or "-"; then systemd's word.
-	var b strings.Builder
-	for _, p := range paths {
-		fmt.Fprintf(&b, "if [ -f %[1]s ]; then sha256sum < %[1]s | cut -c1-64; else echo -; fi; ", shellQuote(p))
-	}
-	fmt.Fprintf(&b, "systemctl is-active %s; true", shellQuote(c.Service))
+	// One sha256sum for every file (a missing one has no line), then
+	// systemd's word for the service.
+	// (sha256sum fails for a missing file, which is the answer, not an
+	// error; the unit's state comes with the node's other units.)
+	script := fmt.Sprintf("sha256sum -- %s 2>/dev/null; true", quoteAll(paths))
 	return &probe{
-		t: &c.target, root: true, what: "reading " + c.Service, script: b.String(),
+		t: &c.target, root: true, what: "reading " + c.Service, script: script, units: []string{c.Service},
 		parse: func(r *result) (*sdk.ReadResponse, error) {
-			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-			if r.status != 0 || len(lines) != len(paths)+1 {
+			sums, state := map[string]string{}, r.units[c.Service]
+			for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
+				if len(line) > 66 && line[64:66] == "  " {
+					sums[line[66:]] = line[:64]
+				}
+			}
+			if r.status != 0 || state == "" {
 				return nil, rootFailure("reading "+c.Service, r.stderr+r.stdout)
 			}
 			var changed []string
-			for i, p := range paths {
+			for _, p := range paths {
 				switch {
-				case lines[i] == "-" && p == unitPath(c.Service):
+				case sums[p] == "" && p == unitPath(c.Service):
 					return &sdk.ReadResponse{Exists: false}, nil
-				case lines[i] != prior.Files[p]:
+				case sums[p] != prior.Files[p]:
 					changed = append(changed, p)
 				}
 			}
-			state := lines[len(paths)]
 			resp := &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}
 			switch {
 			case len(changed) > 0:

@@ -289,13 +289,24 @@ func TestCluster(t *testing.T) {
 		// one command, whatever it holds (the ssh plugin's own counts).
 		t.Setenv("KHW_LOG", "debug")
 		plan := must(t, "khw", "plan")
-		counts := regexp.MustCompile(`read back: node=(\S+) resources=(\d+) connections=(\d+) sessions=(\d+) keepalives=(\d+)`).FindAllStringSubmatch(plan, -1)
-		if len(counts) != len(all) {
-			t.Errorf("%d nodes read back, want %d:\n%s", len(counts), len(all), labtest.Tail(plan, 30))
+		// "read back: node=m1 resources=10 connections=1 sessions=1
+		// keepalives=0 ...", its fields in any order.
+		var lines []map[string]string
+		for _, l := range strings.Split(plan, "\n") {
+			if _, rest, ok := strings.Cut(l, "read back: "); ok {
+				f := map[string]string{}
+				for _, m := range regexp.MustCompile(`(\w+)=(\S+)`).FindAllStringSubmatch(rest, -1) {
+					f[m[1]] = m[2]
+				}
+				lines = append(lines, f)
+			}
 		}
-		for _, c := range counts {
-			if c[3] != "1" || c[4] != "1" || c[5] != "0" {
-				t.Errorf("%s (%s resources) cost %s connections, %s sessions, %s keepalives; want 1, 1, 0", c[1], c[2], c[3], c[4], c[5])
+		if len(lines) != len(all) {
+			t.Errorf("%d nodes read back, want %d:\n%s", len(lines), len(all), labtest.Tail(plan, 30))
+		}
+		for _, f := range lines {
+			if f["connections"] != "1" || f["sessions"] != "1" || f["keepalives"] != "0" {
+				t.Errorf("%s (%s resources) cost %s connections, %s sessions, %s keepalives; want 1, 1, 0", f["node"], f["resources"], f["connections"], f["sessions"], f["keepalives"])
 			}
 		}
 		t.Setenv("KHW_LOG", "")
