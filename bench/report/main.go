@@ -26,6 +26,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -217,6 +219,7 @@ func main() {
 	clusterRounds := flag.Int("cluster-rounds", 3, "clusters made from nothing in row 6 (KHW_BENCH_CLUSTER=1)")
 	khw := flag.String("khw", "bin/khw", "the khw binary (its plugins next to it)")
 	results := flag.String("results", "bench/RESULTS.md", "where to write the table")
+	only := flag.String("only", "", "run only these rows (comma-separated numbers, e.g. 7 with a VM cluster up: go run ./bench/report --only 7 --results bench/RESULTS-vms.md)")
 	keygen := flag.Int(keygenFlag, 0, "internal: make N keys on every usable core, print the nanoseconds")
 	flag.Parse()
 	if *keygen > 0 {
@@ -230,8 +233,16 @@ func main() {
 		os.Exit(1)
 	}
 	b := &bench{khw: abs, rounds: *rounds, scaleRounds: *scaleRounds, clusterRounds: max(*clusterRounds, 1), cores: goruntime.NumCPU(), loadStart: loadStart}
-	// Row 6 comes last: it takes the lab down and leaves a cluster up.
-	rows := []row{b.local(), b.scale(), b.noChange(), b.plugins(), b.lab(), b.cluster(), b.refresh()}
+	// Row 6 takes the lab down and leaves a cluster up, which row 7 reads.
+	all := []func() row{b.local, b.scale, b.noChange, b.plugins, b.lab, b.cluster, b.refresh}
+	var rows []row
+	for i, f := range all {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), strconv.Itoa(i+1)) {
+			rows = append(rows, row{what: "(not run: --only " + *only + ")", targets: []target{{what: "-", status: notMeasured, why: "not run in this make bench (--only)"}}})
+			continue
+		}
+		rows = append(rows, f())
+	}
 	out := render(rows, b, started)
 	fmt.Print(out)
 	if err := os.WriteFile(*results, []byte(out), 0o644); err != nil {
