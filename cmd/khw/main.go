@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/spf13/cobra"
@@ -23,6 +24,15 @@ func main() {
 
 func run() int {
 	defer plugin.CleanupClients()
+	// KHW_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof).
+	if p := os.Getenv("KHW_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			defer f.Close() // after the profile is written
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	root := newRoot()
 	err := root.Execute()
 	var ee *exitError
