@@ -166,6 +166,22 @@ docker_cleanup() {
   $d volume prune -f >/dev/null
 }
 
+# libvirt_cleanup URI: when khw destroy failed (an add-on's API server
+# timing out, say), the domains khw recorded in the lab's state, and their
+# disks in the pool khw, are removed from the libvirtd at URI by hand: a
+# libvirtd keeps its domains' definitions on disk, and the next lab would
+# find them. Only the state's own vm names: the lab's libvirtd reads the
+# host's /etc/libvirt, which may hold domains that are not the lab's.
+libvirt_cleanup() {
+  local v="virsh -q -c $1" names
+  names=$(jq -r '.resources[] | select(.type == "vm") | .name' "$WORKDIR/.khw/state.json" 2>/dev/null) || return 0
+  for d in $names; do
+    in_ns $v destroy "$d" >/dev/null 2>&1 || true
+    in_ns $v undefine "$d" >/dev/null 2>&1 || true
+    for vol in "$d.qcow2" "$d-seed.iso"; do in_ns $v vol-delete "$vol" --pool khw >/dev/null 2>&1 || true; done
+  done
+}
+
 # The second hypervisor host: its libvirtd and virtlogd run in namespace
 # khw-hv2 and in a mount namespace of their own, so that their /run/libvirt,
 # /var/lib/libvirt and /etc/libvirt are not the lab's.
@@ -314,7 +330,11 @@ down() {
       start_daemons
       if ip netns list | grep -qw "$HV2"; then start_hv2; fi
       if [ -x bin/khw-plugin-docker ]; then start_dockerd; fi
-      khw_in_lab destroy || say "khw destroy failed; removing the lab anyway"
+      if ! khw_in_lab destroy; then
+        say "khw destroy failed; removing the lab anyway"
+        libvirt_cleanup qemu:///system
+        if ip netns list | grep -qw "$HV2"; then libvirt_cleanup "$HV2_URI"; fi
+      fi
     fi
     if [ -f "$RUN/dockerd.pid" ]; then docker_cleanup || true; fi
     stop_hv2
