@@ -189,9 +189,13 @@ func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
 	n := len(probes)
 	parts := strings.Split("\n"+stdout, "\n"+mark+" ")
+	early := fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-2, 0)/2, n)
+	if len(parts) != 2*n+3 || parts[len(parts)-1] != "end\n" {
+		return nil, early
+	}
 	head, body, _ := strings.Cut(parts[len(parts)-2], "\n")
-	if len(parts) != 2*n+3 || parts[len(parts)-1] != "end\n" || head != "units" {
-		return nil, fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-2, 0)/2, n)
+	if head != "units" {
+		return nil, early
 	}
 	var units []string
 	for _, pr := range probes {

@@ -66,6 +66,11 @@ func TestBatchScriptRoundTrip(t *testing.T) {
 	if u := rs[4].units; u["kubelet"] != "active" || u["etcd"] != "failed" || rs[5].units["containerd"] != "active" {
 		t.Errorf("unit states %v and %v", rs[4].units, rs[5].units)
 	}
+	// Nothing at all (sudo refused before the script ran): an error, not
+	// a panic.
+	if _, err := splitBatch(mark, "", probes); err == nil {
+		t.Error("an empty output was accepted")
+	}
 	if _, err := splitBatch(mark, string(out[:len(out)/2]), probes); err == nil {
 		t.Error("half the output was accepted")
 	}
