@@ -239,13 +239,10 @@ func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, se
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results := make([]sdk.ReadResult, len(b.reqs))
+			var results []sdk.ReadResult
 			prov, err := pl.Providers.Provider(ctx, name)
 			if err == nil {
-				var rs []sdk.ReadResult
-				if rs, err = sdk.ReadAll(ctx, prov, b.reqs); err == nil {
-					results = rs
-				}
+				results, err = sdk.ReadAll(ctx, prov, b.reqs)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -221,10 +221,12 @@ func parseListing(dest, stdout string) (*listing, error) {
 				rf.sha = "?" // filled from sha256sum's line below
 			}
 			out.files[f[6]] = rf
-		case len(line) > 66 && line[64:66] == "  ":
-			sums[line[66:]] = line[:64]
 		case line != "":
-			return bad(line)
+			name, sum, ok := sumLine(line)
+			if !ok {
+				return bad(line)
+			}
+			sums[name] = sum
 		}
 	}
 	for n, rf := range out.files {
@@ -453,7 +455,7 @@ func (copyHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error
 	}
 	sort.Strings(names)
 	return &probe{
-		t: &c.target, root: c.Root, what: "listing " + c.Dest,
+		t: &c.target, root: c.Root,
 		script: listScript(c.Dest, names, prior.Stats),
 		parse: func(r *result) (*sdk.ReadResponse, error) {
 			if r.status != 0 {
@@ -517,16 +519,6 @@ func (h copyHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 // remove deletes names from dest on t's node, in one command. A node that
 // does not answer within the short bound is taken to be gone.
 func remove(ctx context.Context, p *pool, req *sdk.DeleteRequest, t *target, dest string, root bool, names []string) error {
-	err := p.withConn(ctx, t, req.Workdir, t.bound(shortBound), func(cn *conn) error {
-		_, err := cn.script(ctx, root, "removing files in "+dest, fmt.Sprintf("cd %s 2>/dev/null || exit 0; rm -f -- %s", shellDir(dest), quoteAll(names)))
-		return err
-	})
-	var ue *unreachableError
-	switch {
-	case err == nil || errors.As(err, &ue):
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	}
-	return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
+	return removeOnNode(ctx, p, t, req.Workdir, root, "removing files in "+dest,
+		fmt.Sprintf("cd %s 2>/dev/null || exit 0; rm -f -- %s", shellDir(dest), quoteAll(names)))
 }

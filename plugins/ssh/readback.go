@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -20,8 +21,7 @@ import (
 // holds.
 type probe struct {
 	t      *target
-	root   bool   // the script runs as root
-	what   string // for errors: "listing /etc/etcd"
+	root   bool // the script runs as root
 	script string
 	// units are systemd units whose state (systemctl is-active) parse
 	// needs: asked once per node for every probe, in r.units.
@@ -162,11 +162,10 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 // user's $HOME, which the probes that name "~" expect.
 func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	root := false
-	var units []string
 	for _, pr := range probes {
 		root = root || pr.root
-		units = append(units, pr.units...)
 	}
+	units := unitsOf(probes)
 	cmd = "sh -s"
 	if root && user != "root" {
 		cmd = `sudo -n env HOME="$HOME" sh -s`
@@ -184,6 +183,24 @@ func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	return cmd, b.String()
 }
 
+// unitsOf is every unit the probes ask about, in order: batchScript asks
+// systemctl in this order and splitBatch reads the answers in it.
+func unitsOf(probes []*probe) []string {
+	var units []string
+	for _, pr := range probes {
+		units = append(units, pr.units...)
+	}
+	return units
+}
+
+// sumLine reads a line of sha256sum's output, "SHA256  NAME".
+func sumLine(line string) (name, sum string, ok bool) {
+	if len(line) > 66 && line[64:66] == "  " {
+		return line[66:], line[:64], true
+	}
+	return "", "", false
+}
+
 // splitBatch cuts batchScript's output into each probe's result, with the
 // state of every unit the probes named.
 func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
@@ -197,10 +214,7 @@ func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
 	if head != "units" {
 		return nil, early
 	}
-	var units []string
-	for _, pr := range probes {
-		units = append(units, pr.units...)
-	}
+	units := unitsOf(probes)
 	var states []string
 	if body != "" {
 		states = strings.Split(body, "\n")
@@ -231,6 +245,25 @@ func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
 		out[i] = r
 	}
 	return out, nil
+}
+
+// removeOnNode runs a deleting script (what, for its error) on t's node,
+// as root when root is set, retried once on a dropped connection. A node
+// that does not answer within the short bound is taken to be gone, with
+// what was on it.
+func removeOnNode(ctx context.Context, p *pool, t *target, workdir string, root bool, what, script string) error {
+	err := p.withConn(ctx, t, workdir, t.bound(shortBound), func(cn *conn) error {
+		_, err := cn.script(ctx, root, what, script)
+		return err
+	})
+	var ue *unreachableError
+	switch {
+	case err == nil || errors.As(err, &ue):
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), err)
 }
 
 // logReadBack tells khw's debug log how many round trips the node has

@@ -256,18 +256,17 @@ func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, er
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	// One sha256sum for every file (a missing one has no line), then
-	// systemd's word for the service.
-	// (sha256sum fails for a missing file, which is the answer, not an
-	// error; the unit's state comes with the node's other units.)
+	// One sha256sum for every file: a missing one has no line (and makes
+	// sha256sum fail, which is the answer, not an error). The unit's state
+	// comes with the node's other units (probe.units).
 	script := fmt.Sprintf("sha256sum -- %s 2>/dev/null; true", quoteAll(paths))
 	return &probe{
-		t: &c.target, root: true, what: "reading " + c.Service, script: script, units: []string{c.Service},
+		t: &c.target, root: true, script: script, units: []string{c.Service},
 		parse: func(r *result) (*sdk.ReadResponse, error) {
 			sums, state := map[string]string{}, r.units[c.Service]
 			for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
-				if len(line) > 66 && line[64:66] == "  " {
-					sums[line[66:]] = line[:64]
+				if name, sum, ok := sumLine(line); ok {
+					sums[name] = sum
 				}
 			}
 			if r.status != 0 || state == "" {
@@ -320,16 +319,6 @@ func (h serviceHandler) Delete(ctx context.Context, req *sdk.DeleteRequest) erro
 	}
 	sort.Strings(all)
 	s := shellQuote(c.Service)
-	err = h.p.withConn(ctx, &c.target, req.Workdir, c.bound(shortBound), func(cn *conn) error {
-		_, err := cn.script(ctx, true, "removing "+c.Service, fmt.Sprintf("systemctl disable -q --now %s 2>/dev/null; rm -f -- %s; systemctl daemon-reload; systemctl reset-failed %s 2>/dev/null; true", s, quoteAll(all), s))
-		return err
-	})
-	var ue *unreachableError
-	switch {
-	case err == nil || errors.As(err, &ue):
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	}
-	return fmt.Errorf("node %s (%s): %w", c.Node, c.addr(), err)
+	return removeOnNode(ctx, h.p, &c.target, req.Workdir, true, "removing "+c.Service,
+		fmt.Sprintf("systemctl disable -q --now %s 2>/dev/null; rm -f -- %s; systemctl daemon-reload; systemctl reset-failed %s 2>/dev/null; true", s, quoteAll(all), s))
 }
