@@ -39,8 +39,8 @@ lint: ## tracked build output (ELF, >1 MB), gofmt, go vet, staticcheck
 
 docs: ## README.md's builtin reference (khw docs) and docs/lab.svg, docs/lab.png (khw graph; needs graphviz)
 	$(GO) run ./cmd/khw docs --readme README.md
-	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.svg
-	$(GO) run ./cmd/khw graph recipes/hardway.star -o docs/lab.png
+	$(GO) run ./cmd/khw graph recipes/hardway.star --out docs/lab.svg
+	$(GO) run ./cmd/khw graph recipes/hardway.star --out docs/lab.png
 
 bench: build tools ## the speed table (README): writes bench/RESULTS.md; KHW_BENCH_LAB=1 with the lab up
 	$(GO) run ./bench/report

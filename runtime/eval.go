@@ -21,8 +21,13 @@ type Options struct {
 	// Root is the directory load() and file reads resolve in. Empty means
 	// DefaultRoot(recipe).
 	Root string
-	// Params are the --set overrides, by name.
+	// Params are the --set overrides, by name. Setting a parameter the
+	// recipe does not declare is an error.
 	Params map[string]string
+	// Values are parameter values with less weight than Params: from a
+	// values file or recorded by the last run. A name the recipe does not
+	// declare is skipped and listed in Recipe.Unused.
+	Values map[string]Value
 	// Print receives the recipe's print() output.
 	Print io.Writer
 	// Source, when not nil, is the recipe's text: file then only names the
@@ -47,7 +52,9 @@ type Recipe struct {
 	Root      string
 	Resources []*Resource
 	Params    []*Param
-	byAddr    map[string]*Resource
+	// Unused are the Options.Values names the recipe does not declare.
+	Unused []string
+	byAddr map[string]*Resource
 }
 
 // Resource returns the resource at addr, or nil.
@@ -89,6 +96,7 @@ type evaluation struct {
 	root, rootShown string
 	recipe          *Recipe
 	sets            map[string]string
+	values          map[string]Value
 	used            map[string]bool
 	params          map[string]*Param
 	predeclared     starlark.StringDict
@@ -131,6 +139,7 @@ func (reg *Registry) Evaluate(file string, opt Options) (*Recipe, error) {
 		root: absRoot, rootShown: root,
 		recipe:   &Recipe{File: file, Root: root, byAddr: map[string]*Resource{}},
 		sets:     opt.Params,
+		values:   opt.Values,
 		used:     map[string]bool{},
 		params:   map[string]*Param{},
 		modules:  map[string]*loadEntry{},
@@ -162,6 +171,12 @@ func (reg *Registry) Evaluate(file string, opt Options) (*Recipe, error) {
 		return nil, fmt.Errorf("--set %s: %s declares no such parameter (it has: %s)",
 			unknown[0], file, strings.Join(ev.paramNames(), ", "))
 	}
+	for k := range opt.Values {
+		if ev.params[k] == nil {
+			ev.recipe.Unused = append(ev.recipe.Unused, k)
+		}
+	}
+	sort.Strings(ev.recipe.Unused)
 	return ev.recipe, nil
 }
 

@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -15,8 +18,17 @@ type Param struct {
 	Doc     string
 	Default starlark.Value
 	Value   starlark.Value
-	Set     bool // overridden by --set
-	Pos     string
+	Set     bool // given (--set, a values file, recorded), not the default
+	// Raw is the text given when Set; From says where it came from:
+	// "--set", a values file's FILE:LINE, or "recorded".
+	Raw, From string
+	Pos       string
+}
+
+// Value is a parameter's value as text, and where it came from (FILE:LINE
+// of a values file, "recorded").
+type Value struct {
+	Raw, From string
 }
 
 var paramBuiltin = &Builtin{
@@ -47,13 +59,23 @@ func param(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return p.Value, nil
 	}
 	p := &Param{Name: name, Doc: doc, Default: def, Value: def, Pos: callerPos(thread).String()}
-	if raw, ok := ev.sets[name]; ok {
-		v, err := convertParam(def, raw)
-		if err != nil {
-			return nil, fmt.Errorf("--set %s=%s: %v", name, raw, err)
-		}
-		p.Value, p.Set = v, true
+	given, ok := ev.values[name]
+	if raw, set := ev.sets[name]; set {
+		given, ok = Value{Raw: raw, From: "--set"}, true
 		ev.used[name] = true
+	}
+	if ok {
+		v, err := convertParam(def, given.Raw)
+		if err != nil {
+			switch given.From {
+			case "--set":
+				return nil, fmt.Errorf("--set %s=%s: %v", name, given.Raw, err)
+			case "recorded":
+				return nil, fmt.Errorf("%s=%s, recorded by the last run: %v; give it with --set, or forget the recorded values with --reset-params", name, given.Raw, err)
+			}
+			return nil, fmt.Errorf("%s: %s=%s: %v", given.From, name, given.Raw, err)
+		}
+		p.Value, p.Set, p.Raw, p.From = v, true, given.Raw, given.From
 	} else if def == starlark.None {
 		return nil, Errorf(b, "parameter %q has no default and was not given: run with --set %s=VALUE", name, name)
 	}
@@ -99,4 +121,37 @@ func convertParam(def starlark.Value, raw string) (starlark.Value, error) {
 		return starlark.NewList(elems), nil
 	}
 	return nil, fmt.Errorf("a parameter whose default is a %s cannot be set from the command line", def.Type())
+}
+
+// ValuesFile is the values file read from beside a recipe without being
+// named: recipes/khw.values for recipes/hardway.star.
+const ValuesFile = "khw.values"
+
+// ReadValues reads a values file: one NAME=VALUE a line, the value as
+// --set takes it (a list comma-separated, no quotes); blank lines and lines
+// starting with # are skipped. Each value's From is FILE:LINE.
+func ReadValues(path string) (map[string]Value, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Value{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		where := fmt.Sprintf("%s:%d", path, n)
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("%s: want NAME=VALUE, as --set takes it", where)
+		}
+		if prev, dup := out[k]; dup {
+			return nil, fmt.Errorf("%s: %s is given again (first at %s)", where, k, prev.From)
+		}
+		out[k] = Value{Raw: v, From: where}
+	}
+	return out, sc.Err()
 }

@@ -230,10 +230,10 @@ func TestStateIsWrittenAtomicallyAndLocked(t *testing.T) {
 func TestPlanJSONHasNoSecretsAndAllChanges(t *testing.T) {
 	e := newEnv(t)
 	var buf bytes.Buffer
-	if err := runtime.WritePlanJSON(&buf, e.plan(chain)); err != nil {
+	if err := runtime.WritePlanJSON(&buf, e.plan(chain), nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"summary"`, `"add": 4`, `"address": "fake.fixed.c"`, `"depends_on"`} {
+	for _, want := range []string{`"counts"`, `"khw_plan_version": 1`, `"add": 4`, `"address": "fake.fixed.c"`, `"depends_on"`} {
 		if !strings.Contains(buf.String(), want) {
 			t.Fatalf("plan JSON lacks %s:\n%s", want, buf.String())
 		}

@@ -57,12 +57,30 @@ func PrintPlan(w io.Writer, p *Plan) {
 	fmt.Fprintf(w, "\nPlan: %d to add, %d to change, %d to destroy.\n", add, change, destroy)
 }
 
-// PlanJSON is the plan for machines (--output json).
+// PlanJSONVersion is the version of PlanJSON's schema (docs/output.md):
+// a new field leaves it, a field renamed or removed raises it.
+const PlanJSONVersion = 1
+
+// PlanJSON is the plan for machines (-o json). Its schema is khw's own,
+// documented in docs/output.md; it does not imitate Terraform's.
 type PlanJSON struct {
-	FormatVersion string         `json:"format_version"`
-	Changes       []ChangeJSON   `json:"resource_changes"`
-	Summary       map[string]int `json:"summary"`
-	Warnings      []string       `json:"warnings,omitempty"`
+	Version    int            `json:"khw_plan_version"`
+	Parameters []ParamJSON    `json:"parameters,omitempty"`
+	Changes    []ChangeJSON   `json:"changes"`
+	Counts     map[string]int `json:"counts"`
+	Warnings   []string       `json:"warnings,omitempty"`
+}
+
+// ParamJSON is one recipe parameter of PlanJSON.
+type ParamJSON struct {
+	Name  string `json:"name"`
+	Value any    `json:"value"`
+	// From is "default", "--set", FILE:LINE of a values file, or
+	// "recorded" (the workdir's last run).
+	From string `json:"from"`
+	// Recorded is the value the last run recorded, when there is one.
+	Recorded *string `json:"recorded,omitempty"`
+	Doc      string  `json:"doc,omitempty"`
 }
 
 // ChangeJSON is one resource of PlanJSON.
@@ -71,17 +89,19 @@ type ChangeJSON struct {
 	Type     string            `json:"type"`
 	Action   Action            `json:"action"`
 	Provider string            `json:"provider"`
-	Pos      string            `json:"pos,omitempty"`
+	Pos      string            `json:"position,omitempty"`
 	Reasons  []string          `json:"reasons,omitempty"`
 	Diff     []string          `json:"diff,omitempty"`
-	Show     map[string]string `json:"show,omitempty"`
+	Show     map[string]string `json:"inputs,omitempty"`
 	Deps     []string          `json:"depends_on,omitempty"`
 }
 
-// WritePlanJSON writes the plan as one JSON document.
-func WritePlanJSON(w io.Writer, p *Plan) error {
+// WritePlanJSON writes the plan, and the recipe's parameters, as one JSON
+// document.
+func WritePlanJSON(w io.Writer, p *Plan, params []ParamJSON) error {
 	add, change, destroy := p.Counts()
-	out := PlanJSON{FormatVersion: "1", Summary: map[string]int{"add": add, "change": change, "destroy": destroy}, Warnings: p.Warnings}
+	out := PlanJSON{Version: PlanJSONVersion, Parameters: params, Changes: []ChangeJSON{},
+		Counts: map[string]int{"add": add, "change": change, "destroy": destroy}, Warnings: p.Warnings}
 	for _, c := range p.Changes {
 		cj := ChangeJSON{Address: c.Addr, Type: c.Type(), Action: c.Action, Provider: c.Provider(), Pos: c.Where(), Reasons: c.Reasons, Diff: c.Diff}
 		if c.Res != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -66,6 +67,12 @@ type State struct {
 	Format    int                       `json:"format"`
 	Serial    int                       `json:"serial"`
 	Resources map[string]*ResourceState `json:"resources"`
+	// Params are the recipe parameters the last run was given (--set, a
+	// values file, or recorded before), as text by name: a later run
+	// without them uses these, so that a lab made with
+	// --set hypervisor=docker is not planned away by a plain khw plan.
+	// Parameters left at their defaults are not recorded.
+	Params map[string]string `json:"params,omitempty"`
 }
 
 // Store keeps the state of one workdir and holds the workdir's lock while
@@ -94,11 +101,14 @@ type Store struct {
 }
 
 // journalEntry is one line of the journal: a resource recorded, or
-// removed when State is null.
+// removed when State is null; or, with no Addr, the parameters recorded.
 type journalEntry struct {
 	Serial int            `json:"serial"`
-	Addr   string         `json:"addr"`
-	State  *ResourceState `json:"state"`
+	Addr   string         `json:"addr,omitempty"`
+	State  *ResourceState `json:"state,omitempty"`
+	// SetParams marks an entry that replaces State.Params with Params.
+	SetParams bool              `json:"set_params,omitempty"`
+	Params    map[string]string `json:"params,omitempty"`
 }
 
 // OpenStore reads the state in workdir. A missing workdir or state file is
@@ -140,13 +150,15 @@ func (s *Store) replay() error {
 			continue
 		}
 		var e journalEntry
-		if err := json.Unmarshal(line, &e); err != nil || e.Addr == "" || (e.State != nil && e.State.Addr() != e.Addr) {
+		if err := json.Unmarshal(line, &e); err != nil || (e.Addr == "") != e.SetParams || (e.State != nil && e.State.Addr() != e.Addr) {
 			return fmt.Errorf("state journal %s, line %d: not a khw journal entry", s.journalPath(), i+1)
 		}
 		if e.Serial <= s.state.Serial {
 			continue // folded into the snapshot already
 		}
-		if e.State == nil {
+		if e.SetParams {
+			s.state.Params = e.Params
+		} else if e.State == nil {
 			delete(s.state.Resources, e.Addr)
 		} else {
 			s.state.Resources[e.Addr] = e.State
@@ -210,11 +222,41 @@ func (s *Store) Put(addr string, rs *ResourceState) error {
 	} else {
 		s.state.Resources[addr] = rs
 	}
+	return s.record(journalEntry{Addr: addr, State: rs})
+}
+
+// Params returns the recorded parameters (nil when none were).
+func (s *Store) Params() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.state.Params)
+}
+
+// SetParams records the parameters a run was given (nil forgets them),
+// journalled like a resource. The same parameters again write nothing.
+func (s *Store) SetParams(p map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(p) == 0 {
+		p = nil
+	}
+	if maps.Equal(p, s.state.Params) {
+		return nil
+	}
+	s.state.Params = maps.Clone(p)
+	return s.record(journalEntry{SetParams: true, Params: p})
+}
+
+// record journals a change already made to s.state (or folds everything
+// into the snapshot when the journal has grown as large as it). Called
+// with s.mu held.
+func (s *Store) record(e journalEntry) error {
 	s.state.Serial++
 	if s.journalBytes >= s.snapshotBytes {
 		return s.save()
 	}
-	line, err := json.Marshal(journalEntry{Serial: s.state.Serial, Addr: addr, State: rs})
+	e.Serial = s.state.Serial
+	line, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}

@@ -175,3 +175,56 @@ func TestStateBytesGrowLinearly(t *testing.T) {
 		t.Errorf("bytes per resource grow with the lab: %.0f at 100, %.0f at 400", per[0], per[2])
 	}
 }
+
+// TestParamsAreJournalled: the parameters a run was given are journalled
+// like a resource, read back by a new reader, kept by Compact, and the
+// same parameters again write nothing.
+func TestParamsAreJournalled(t *testing.T) {
+	work := t.TempDir()
+	st, err := OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putN(t, st, 0, 10)
+	want := map[string]string{"hypervisor": "docker", "workers": "3"}
+	if err := st.SetParams(want); err != nil {
+		t.Fatal(err)
+	}
+	before := st.Written()
+	if err := st.SetParams(map[string]string{"workers": "3", "hypervisor": "docker"}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Written() != before {
+		t.Errorf("the same parameters again wrote %d bytes", st.Written()-before)
+	}
+	again, err := OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Params(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("a new reader sees params %v, want %v", got, want)
+	}
+	if err := st.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(work, StateDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"hypervisor": "docker"`) {
+		t.Errorf("state.json after Compact lacks the parameters:\n%s", b)
+	}
+	if err := st.SetParams(nil); err != nil {
+		t.Fatal(err)
+	}
+	again, err = OpenStore(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Params(); got != nil {
+		t.Errorf("after SetParams(nil) a new reader sees %v", got)
+	}
+	if n := len(again.Addrs()); n != 10 {
+		t.Errorf("%d resources, want 10", n)
+	}
+}

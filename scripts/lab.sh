@@ -100,6 +100,9 @@ choose_nodes() {
 }
 
 lab_params() {
+  # KHW_LAB_RECORDED=1: the workdir alone, the parameters being those the
+  # last run recorded in its state (khw plan says which it used).
+  if [ -n "${KHW_LAB_RECORDED:-}" ]; then echo --workdir "$WORKDIR" "${KHW_LAB_PARAMS:-}"; return; fi
   echo --workdir "$WORKDIR" --set accel="$ACCEL" --set image="$IMAGES/base.qcow2" \
     --set kernel="$IMAGES/vmlinuz" --set initrd="$IMAGES/initrd.img" --set hosts_file="$WORKDIR/hosts" \
     --set lb_image="$LB_IMAGE" --set artifact_source=build --set artifacts_dir="$ARTIFACTS" \

@@ -37,8 +37,8 @@ With --readme FILE, docs replaces the part of FILE between the lines
 (make docs does this for README.md); with --check as well, it changes
 nothing and fails when FILE is out of date.`,
 		Example: `  khw docs                          # markdown, every builtin
-  khw docs --format text pki        # the pki module, for a terminal
-  khw docs --format text vm.create
+  khw docs -o text pki        # the pki module, for a terminal
+  khw docs -o text vm.create
   khw docs --readme README.md       # refresh README.md's reference (make docs)
   khw docs --readme README.md --check`,
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -51,7 +51,7 @@ nothing and fails when FILE is out of date.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if readme != "" {
 				if len(args) > 0 || format != "markdown" {
-					return errors.New("--readme takes the whole markdown reference: give no BUILTIN and no --format")
+					return errors.New("--readme takes the whole markdown reference: give no BUILTIN and no -o")
 				}
 				return updateReadme(cmd, readme, check)
 			}
@@ -65,10 +65,12 @@ nothing and fails when FILE is out of date.`,
 			return runtime.WriteReference(cmd.OutOrStdout(), bs, format)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "markdown", "output format: "+strings.Join(runtime.ReferenceFormats, " or "))
+	cmd.Flags().StringVarP(&format, "output", "o", "markdown", "output format: "+strings.Join(runtime.ReferenceFormats, " or "))
+	cmd.Flags().StringVar(&format, "format", "markdown", "")
+	_ = cmd.Flags().MarkDeprecated("format", "use -o/--output")
 	cmd.Flags().StringVar(&readme, "readme", "", "rewrite the reference section of `FILE` in place")
 	cmd.Flags().BoolVar(&check, "check", false, "with --readme: change nothing, fail if FILE is out of date")
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(runtime.ReferenceFormats, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(runtime.ReferenceFormats, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

@@ -74,7 +74,7 @@ func TestDocsReadmeRewritesOnlyItsSection(t *testing.T) {
 }
 
 func TestDocsFormatsAndSelection(t *testing.T) {
-	r := khw(t, "docs", "--format", "text", "pki.cert", "net")
+	r := khw(t, "docs", "-o", "text", "pki.cert", "net")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -92,7 +92,7 @@ func TestDocsFormatsAndSelection(t *testing.T) {
 	if r := khw(t, "docs", "pki.certs"); r.code != 1 || !strings.Contains(r.stderr, `no builtin or module "pki.certs"`) {
 		t.Errorf("unknown builtin: exit %d: %s", r.code, r.stderr)
 	}
-	if r := khw(t, "docs", "--format", "html"); r.code != 1 || !strings.Contains(r.stderr, "use markdown or text") {
+	if r := khw(t, "docs", "-o", "html"); r.code != 1 || !strings.Contains(r.stderr, "use markdown or text") {
 		t.Errorf("unknown format: exit %d: %s", r.code, r.stderr)
 	}
 	if r := khw(t, "docs", "--help"); !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "--readme README.md") {

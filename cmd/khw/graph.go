@@ -34,12 +34,12 @@ is made first to what uses it. A copy points at the node it copies to, so
 one reads file -> copy -> node. Only names, files and addresses are drawn,
 never key material.
 
---format svg or png (or -o FILE.svg, FILE.png) renders the graph with
+-o svg or png (or --out FILE.svg, FILE.png) renders the graph with
 Graphviz's dot, which must be on PATH (Debian/Ubuntu: apt-get install
-graphviz).`,
+graphviz). As in every khw command, -o is the output format.`,
 		Example: `  khw graph recipes/hardway.star > lab.dot
-  khw graph recipes/hardway.star -o lab.svg        # needs graphviz's dot
-  khw graph recipes/hardway.star --format png -o docs/lab.png
+  khw graph recipes/hardway.star --out lab.svg      # needs graphviz's dot
+  khw graph recipes/hardway.star -o png --out docs/lab.png
   khw graph recipes/hardway.star --set hypervisor=none | dot -Tpdf > lab.pdf`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: recipeArg,
@@ -48,7 +48,7 @@ graphviz).`,
 			if err != nil {
 				return err
 			}
-			rec, err := o.evaluate(cmd, all.Registry(), args[0])
+			rec, err := o.evaluate(cmd, all.Registry(), args[0], nil)
 			if err != nil {
 				return err
 			}
@@ -69,13 +69,16 @@ graphviz).`,
 	}
 	o.recipeFlags(cmd)
 	f := cmd.Flags()
-	f.StringVarP(&file, "output", "o", "", "write to `FILE` instead of stdout; .svg and .png also choose the format")
-	f.StringVar(&format, "format", "", "dot, svg or png (default: from -o's extension, else dot)")
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(graphFormats, cobra.ShellCompDirectiveNoFileComp))
+	f.StringVar(&file, "out", "", "write to `FILE` instead of stdout; .svg and .png also choose the format")
+	f.StringVarP(&format, "output", "o", "", "output format: dot, svg or png (default: from --out's extension, else dot)")
+	// --format was -o's name before -o meant the format in every command.
+	f.StringVar(&format, "format", "", "")
+	_ = f.MarkDeprecated("format", "use -o/--output")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(graphFormats, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
-// graphFormat is the format asked for, or the one -o's extension implies.
+// graphFormat is the format asked for, or the one --out's extension implies.
 func graphFormat(format, file string) (string, error) {
 	if format == "" {
 		switch strings.ToLower(filepath.Ext(file)) {
@@ -91,15 +94,15 @@ func graphFormat(format, file string) (string, error) {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("--format %q: use %s", format, strings.Join(graphFormats, ", "))
+	return "", fmt.Errorf("-o %q: use %s", format, strings.Join(graphFormats, ", "))
 }
 
 // renderDOT runs Graphviz's dot to turn a DOT graph into svg or png.
 func renderDOT(src []byte, format string) ([]byte, error) {
 	dot, err := exec.LookPath("dot")
 	if err != nil {
-		return nil, fmt.Errorf("--format %s needs Graphviz's dot, which is not on PATH: install the graphviz package "+
-			"(Debian/Ubuntu: apt-get install graphviz), or print DOT (--format dot) and render it elsewhere", format)
+		return nil, fmt.Errorf("-o %s needs Graphviz's dot, which is not on PATH: install the graphviz package "+
+			"(Debian/Ubuntu: apt-get install graphviz), or print DOT (-o dot) and render it elsewhere", format)
 	}
 	var out, stderr bytes.Buffer
 	cmd := exec.Command(dot, "-T"+format)

@@ -151,22 +151,22 @@ func needDot(t *testing.T) {
 
 func TestGraphRendersSVGAndPNG(t *testing.T) {
 	needDot(t)
-	r := khw(t, "graph", "recipes/hardway.star", "--format", "svg")
+	r := khw(t, "graph", "recipes/hardway.star", "-o", "svg")
 	if r.code != 0 || !strings.Contains(r.stdout, "<svg") {
-		t.Fatalf("--format svg: exit %d\n%.300s%s", r.code, r.stdout, r.stderr)
+		t.Fatalf("-o svg: exit %d\n%.300s%s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stdout, "vm.m1") || !strings.Contains(r.stdout, "pki.cert.admin") {
 		t.Errorf("the svg lacks resources")
 	}
 	dir := t.TempDir()
 	svg, png := filepath.Join(dir, "lab.svg"), filepath.Join(dir, "lab.png")
-	if r := khw(t, "graph", "recipes/hardway.star", "-o", svg); r.code != 0 || r.stdout != "" {
+	if r := khw(t, "graph", "recipes/hardway.star", "--out", svg); r.code != 0 || r.stdout != "" {
 		t.Fatalf("-o lab.svg: exit %d\n%s", r.code, r.all())
 	}
 	if b, err := os.ReadFile(svg); err != nil || !bytes.Contains(b, []byte("<svg")) {
 		t.Fatalf("-o lab.svg wrote no svg: %v", err)
 	}
-	if r := khw(t, "graph", "recipes/hardway.star", "-o", png); r.code != 0 {
+	if r := khw(t, "graph", "recipes/hardway.star", "--out", png); r.code != 0 {
 		t.Fatalf("-o lab.png: exit %d\n%s", r.code, r.all())
 	}
 	if b, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
@@ -183,14 +183,14 @@ func TestGraphRendersSVGAndPNG(t *testing.T) {
 
 func TestGraphWithoutDotNamesGraphviz(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "lab.svg")
-	cmd := exec.Command(khwBin, "graph", "recipes/hardway.star", "-o", out)
+	cmd := exec.Command(khwBin, "graph", "recipes/hardway.star", "--out", out)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "PATH="+t.TempDir())
 	b, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("rendered without dot on PATH:\n%s", b)
 	}
-	for _, want := range []string{"Graphviz's dot", "not on PATH", "graphviz package", "--format dot"} {
+	for _, want := range []string{"Graphviz's dot", "not on PATH", "graphviz package", "-o dot"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("error lacks %q:\n%s", want, b)
 		}
@@ -213,14 +213,14 @@ func TestGraphRejectsBadRecipesAndFlags(t *testing.T) {
 		!strings.Contains(r.stderr, `"10.200.1.313" is not an IP address`) {
 		t.Errorf("bad recipe: exit %d\nstdout: %.200s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	if r := khw(t, "graph", "recipes/hardway.star", "--format", "pdf"); r.code != 1 || !strings.Contains(r.stderr, "use dot, svg, png") {
-		t.Errorf("--format pdf: exit %d: %s", r.code, r.stderr)
+	if r := khw(t, "graph", "recipes/hardway.star", "-o", "pdf"); r.code != 1 || !strings.Contains(r.stderr, "use dot, svg, png") {
+		t.Errorf("-o pdf: exit %d: %s", r.code, r.stderr)
 	}
 	if r := khw(t, "graph", "recipes/hardway.star", "--set", "nope=1"); r.code != 1 || !strings.Contains(r.stderr, "declares no such parameter") {
 		t.Errorf("--set nope: exit %d: %s", r.code, r.stderr)
 	}
 	r = khw(t, "graph", "--help")
-	if !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "-o lab.svg") {
+	if !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "--out lab.svg") {
 		t.Errorf("help: %s", r.stdout)
 	}
 }

@@ -61,8 +61,8 @@ running again changes nothing.`,
   khw run --dry-run --set controllers=3 recipes/hardway.star
   khw run recipes/hardway.star --target pki --target kubeconfig --target encryption
   khw destroy recipes/hardway.star                   # take it all down
-  khw graph recipes/hardway.star -o lab.svg          # draw the lab (graphviz)
-  khw docs --format text pki                         # the builtins recipes call`,
+  khw graph recipes/hardway.star --out lab.svg       # draw the lab (graphviz)
+  khw docs -o text pki                               # the builtins recipes call`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -145,7 +145,8 @@ type jsonDisplay struct {
 func (d *jsonDisplay) Event(ev runtime.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := map[string]any{"type": "apply_" + string(ev.Kind), "address": ev.Addr, "action": ev.Action}
+	// One line per event; the schema is khw's own (docs/output.md).
+	out := map[string]any{"event": string(ev.Kind), "address": ev.Addr, "action": ev.Action}
 	if ev.Msg != "" {
 		out["message"] = ev.Msg
 	}

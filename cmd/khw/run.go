@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -38,6 +38,9 @@ func defaultWorkdir() string {
 
 type options struct {
 	sets        []string
+	valueFiles  []string
+	resetParams bool
+	listParams  bool // khw plan: list the recipe's parameters
 	workdir     string
 	root        string
 	targets     []string
@@ -53,6 +56,7 @@ type options struct {
 func (o *options) recipeFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringArrayVar(&o.sets, "set", nil, "set a recipe parameter, `KEY=VALUE` (repeatable)")
+	f.StringArrayVar(&o.valueFiles, "values", nil, "read parameters from `FILE`, one KEY=VALUE a line (repeatable; --set wins; "+runtime.ValuesFile+" beside the recipe is read without it)")
 	f.StringVar(&o.root, "root", "", "recipe root for load() and files (default: the enclosing recipes/ directory)")
 }
 
@@ -64,6 +68,7 @@ func (o *options) flags(cmd *cobra.Command) {
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.IntVar(&o.parallelism, "parallelism", 10, "how many resources may be applied at once")
 	f.BoolVar(&o.refresh, "refresh", true, "read back the real world (files, VMs, rules) before planning")
+	f.BoolVar(&o.resetParams, "reset-params", false, "ignore the parameters the last run recorded: defaults, values files and --set only")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -82,6 +87,8 @@ changes nothing. With --dry-run it only prints the plan and changes nothing at
 all, not even the workdir.`,
 		Example: `  khw run recipes/hardway.star
   khw run --dry-run recipes/hardway.star
+  khw run recipes/hardway.star --values lab.values    # KEY=VALUE lines
+  khw run recipes/hardway.star --reset-params         # forget the recorded parameters
   khw run recipes/hardway.star --workdir /tmp/lab --target pki --target kubeconfig
   khw run recipes/hardway.star --set hypervisor=docker`,
 		Args:              cobra.ExactArgs(1),
@@ -97,13 +104,20 @@ all, not even the workdir.`,
 }
 
 func newPlanCmd() *cobra.Command {
-	o := &options{dryRun: true}
+	o := &options{dryRun: true, listParams: true}
 	cmd := &cobra.Command{
 		Use:   "plan RECIPE",
 		Short: "Show what run would do, changing nothing",
+		Long: `plan evaluates the recipe, lists its parameters (each one's value, where
+the value came from, and its doc), reads the real world back and prints
+what run would change. It changes nothing, not even the workdir.
+
+A parameter's value comes from, strongest first: --set, --values files (in
+order, the last wins), the recipe directory's ` + runtime.ValuesFile + ` file, the
+values the last run in this workdir recorded, and the recipe's default.`,
 		Example: `  khw plan recipes/hardway.star
   khw plan --detailed-exitcode recipes/hardway.star; echo $?   # 0 no changes, 2 changes, 1 error
-  khw plan -o json recipes/hardway.star | jq '.summary'`,
+  khw plan -o json recipes/hardway.star | jq '.counts'    # schema: docs/output.md`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: recipeArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -138,28 +152,6 @@ depends on them.`,
 	return cmd
 }
 
-func (o *options) params() (map[string]string, error) {
-	out := map[string]string{}
-	for _, s := range o.sets {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--set %q: want KEY=VALUE", s)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-// evaluate runs the recipe with the --set parameters; its print() output
-// goes to stderr.
-func (o *options) evaluate(cmd *cobra.Command, reg *runtime.Registry, recipeFile string) (*runtime.Recipe, error) {
-	params, err := o.params()
-	if err != nil {
-		return nil, err
-	}
-	return reg.Evaluate(recipeFile, runtime.Options{Root: o.root, Params: params, Print: cmd.ErrOrStderr()})
-}
-
 func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("--output %q: use text or json", o.output)
@@ -169,10 +161,6 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	out := cmd.OutOrStdout()
 	reg := all.Registry()
-	recipe, err := o.evaluate(cmd, reg, recipeFile)
-	if err != nil {
-		return err
-	}
 	workdir, err := filepath.Abs(o.workdir)
 	if err != nil {
 		return err
@@ -181,11 +169,25 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	if err != nil {
 		return err
 	}
+	recorded := store.Params()
+	if o.resetParams {
+		recorded = nil
+	}
+	recipe, err := o.evaluate(cmd, reg, recipeFile, recorded)
+	if err != nil {
+		return err
+	}
 	if !o.dryRun {
 		if err := store.Lock(); err != nil {
 			return err
 		}
 		defer store.Unlock()
+		if !o.resetParams && !maps.Equal(store.Params(), recorded) {
+			return fmt.Errorf("another khw run changed %s's recorded parameters while this one read the recipe: run again", workdir)
+		}
+	}
+	if o.output == "text" {
+		printParams(out, recipe, store.Params(), workdir, o.listParams)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -205,7 +207,7 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 
 	if o.output == "json" {
-		if err := runtime.WritePlanJSON(out, plan); err != nil {
+		if err := runtime.WritePlanJSON(out, plan, paramsJSON(recipe, store.Params())); err != nil {
 			return err
 		}
 	} else {
@@ -217,8 +219,23 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 		}
 		return nil
 	}
+	// The parameters this lab is made with, recorded before anything is
+	// changed: a run killed half-way has made its resources with them. A
+	// whole destroy forgets them; the next lab starts from the defaults.
+	given := givenParams(recipe)
+	if o.destroy {
+		given = store.Params()
+		if len(o.targets) == 0 {
+			given = nil
+		}
+	}
 	if !plan.HasChanges() {
-		return nil
+		return store.SetParams(given)
+	}
+	if !o.destroy {
+		if err := store.SetParams(given); err != nil {
+			return err
+		}
 	}
 
 	disp := newDisplay(out, o.output)
@@ -228,6 +245,9 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	applyErr := ex.Apply(ctx, plan)
 	disp.Close()
+	if o.destroy && applyErr == nil {
+		applyErr = store.SetParams(given)
+	}
 	// The state's journal, folded into state.json: complete after a run.
 	if err := store.Compact(); err != nil && applyErr == nil {
 		applyErr = fmt.Errorf("saving the state: %w", err)
@@ -237,12 +257,12 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	add, change, destroy := plan.Counts()
 	if applyErr != nil {
 		if o.output == "json" {
-			_ = json.NewEncoder(out).Encode(map[string]any{"type": "apply_failed", "error": applyErr.Error()})
+			_ = json.NewEncoder(out).Encode(map[string]any{"event": "run_failed", "error": applyErr.Error()})
 		}
 		return &hintError{err: applyErr, hint: fmt.Sprintf("What finished is recorded in %s; fix the cause and run again to finish the job.", filepath.Join(workdir, runtime.StateDir))}
 	}
 	if o.output == "json" {
-		return json.NewEncoder(out).Encode(map[string]any{"type": "apply_complete", "add": add, "change": change, "destroy": destroy})
+		return json.NewEncoder(out).Encode(map[string]any{"event": "run_complete", "counts": map[string]int{"add": add, "change": change, "destroy": destroy}})
 	}
 	if o.destroy {
 		fmt.Fprintf(out, "\nDestroy complete! Resources: %d destroyed.\n", destroy)

@@ -231,6 +231,24 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("a plan without the parameters uses the recorded ones", func(t *testing.T) {
+		// lab.sh gives every run --set hypervisor=docker and a dozen more;
+		// khw records them, so a plain khw plan uses them and says so.
+		cmd := exec.Command("bash", filepath.Join(root, "scripts", "lab.sh"), "khw", "plan")
+		cmd.Dir = root
+		cmd.Env = append(append(os.Environ(), containers...), "KHW_LAB_WORKDIR="+workdir, "KHW_LAB_RECORDED=1")
+		b, err := cmd.CombinedOutput()
+		out := string(b)
+		if err != nil || !strings.Contains(out, "No changes.") {
+			t.Fatalf("khw plan with no --set: %v\n%s", err, labtest.Tail(out, 30))
+		}
+		m := regexp.MustCompile(`Using the parameters the last run recorded in \S+: (.*)`).FindStringSubmatch(out)
+		if m == nil || !strings.Contains(m[1], "hypervisor=docker") || !strings.Contains(m[1], "mirror=true") {
+			t.Fatalf("the plan does not say it used the recorded hypervisor=docker:\n%s", labtest.Tail(out, 30))
+		}
+		t.Logf("recorded values used: %s", m[1])
+	})
+
 	t.Run("dry run changes nothing", func(t *testing.T) {
 		before := snapshot(t, all)
 		out := must(t, "khw", "run", "--dry-run")
@@ -269,7 +287,11 @@ func TestCluster(t *testing.T) {
 		if o := onNode(t, "m1", "systemctl cat kube-apiserver"); !strings.Contains(o, "--audit-log-maxage=7") {
 			t.Errorf("m1's unit lacks the flag:\n%s", o)
 		}
-		must(t, "khw", "run") // and back
+		// The flag is recorded now: a plain run keeps it, --set takes it back.
+		if out := must(t, "khw", "plan"); !strings.Contains(out, "No changes.") {
+			t.Errorf("a plan after the flag's run:\n%s", labtest.Tail(out, 30))
+		}
+		must(t, "khw", "run", "--set", "apiserver_flags=")
 	})
 
 	t.Run("a scheduler stopped by hand is started", func(t *testing.T) {

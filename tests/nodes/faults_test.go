@@ -35,7 +35,7 @@ func waitDone(t *testing.T, out *labtest.Buffer, addr string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for _, line := range strings.Split(out.String(), "\n") {
-			if strings.Contains(line, `"address":"`+addr+`"`) && strings.Contains(line, `"type":"apply_done"`) {
+			if strings.Contains(line, `"address":"`+addr+`"`) && strings.Contains(line, `"event":"done"`) {
 				return
 			}
 		}
