@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/khw-dev/khw/internal/atomicfile"
 )
 
 // StateDir is the workdir's subdirectory that holds khw's own files.
@@ -321,7 +323,7 @@ func (s *Store) save() error {
 	if err := os.MkdirAll(filepath.Dir(s.path()), 0o700); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(s.path(), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(s.path(), b, 0o600); err != nil {
 		return err
 	}
 	s.snapshotBytes = int64(len(b))
@@ -370,7 +372,8 @@ func (s *Store) Lock() error {
 		return fmt.Errorf("workdir %s is locked by %s: two runs on one workdir would corrupt it; wait for that run to end or stop it", s.workdir, who)
 	}
 	s.lock = f
-	removeStaleTemps(s.workdir, dir)
+	// What a run killed between writing a file and renaming it left.
+	atomicfile.RemoveStale(s.workdir, dir)
 	// What a killed run left in the journal: read again under the lock,
 	// then folded into the snapshot.
 	fresh, err := OpenStore(s.workdir)
@@ -386,23 +389,6 @@ func (s *Store) Lock() error {
 		return err
 	}
 	return nil
-}
-
-// tempName is the pattern of WriteFileAtomic's temporary file for base
-// (os.CreateTemp puts a random string for the last '*').
-func tempName(base string) string { return "." + base + ".tmp-*" }
-
-// removeStaleTemps deletes the temporary files WriteFileAtomic leaves when
-// its run is killed (SIGKILL, a power cut) between writing and renaming.
-// Only the lock's holder writes in the workdir, so with the lock held any
-// such file is a dead run's.
-func removeStaleTemps(dirs ...string) {
-	for _, d := range dirs {
-		stale, _ := filepath.Glob(filepath.Join(d, tempName("*")))
-		for _, p := range stale {
-			_ = os.Remove(p)
-		}
-	}
 }
 
 // Unlock releases the lock taken by Lock.
@@ -444,40 +430,4 @@ func lockHolder(f *os.File) int {
 		}
 	}
 	return 0
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, synced and renamed into place, so that a reader (or a run
-// killed half-way) sees either the old file or the new one, never a part.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tempName(filepath.Base(path)))
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

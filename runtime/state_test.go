@@ -15,7 +15,7 @@ func TestLockRemovesTheTempFilesOfAKilledRun(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(work, StateDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	stale := []string{filepath.Join(work, ".ca-key.pem.tmp-123"), filepath.Join(work, StateDir, ".state.json.tmp-9")}
+	stale := []string{filepath.Join(work, ".ca-key.pem5577006791947779410"), filepath.Join(work, StateDir, ".state.json8674665223082153551")}
 	keep := []string{filepath.Join(work, ".profile"), filepath.Join(work, "ca-key.pem")}
 	for _, p := range append(stale, keep...) {
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {

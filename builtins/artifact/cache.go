@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/khw-dev/khw/builtins/internal/workspace"
-	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/atomicfile"
 )
 
 // ManifestName is the file in a version's directory that lists its files.
@@ -171,7 +171,7 @@ func install(tmp, dir string, m *Manifest, bins []string) error {
 	if err != nil {
 		return err
 	}
-	if err := runtime.WriteFileAtomic(filepath.Join(tmp, ManifestName), append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, ManifestName), append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/internal/atomicfile"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -141,23 +142,9 @@ func updateReadme(cmd *cobra.Command, file string, check bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(file, []byte(before+want+after), info.Mode().Perm()); err != nil {
+	if err := atomicfile.WriteFile(file, []byte(before+want+after), info.Mode().Perm()); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: builtin reference rewritten\n", file)
-	return nil
-}
-
-// writeFileAtomic replaces file with data: a reader sees the old file or
-// the new one, never half of it.
-func writeFileAtomic(file string, data []byte, perm os.FileMode) error {
-	tmp := file + ".khw.tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		os.Remove(tmp)
-		return err
-	}
 	return nil
 }

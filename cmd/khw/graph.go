@@ -14,6 +14,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/internal/atomicfile"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -64,7 +65,7 @@ graphviz). As in every khw command, -o is the output format.`,
 				_, err = cmd.OutOrStdout().Write(out)
 				return err
 			}
-			return writeFileAtomic(file, out, 0o644)
+			return atomicfile.WriteFile(file, out, 0o644)
 		},
 	}
 	o.recipeFlags(cmd)

@@ -240,3 +240,27 @@ func TestBridgePorts(t *testing.T) {
 		t.Errorf("missing port: %v\n%s", err, out)
 	}
 }
+
+// TestHostsKeepsASymlinkedFile: where /etc/hosts is a symlink (NixOS, some
+// containers), the file it points to gets the block and the link stays.
+func TestHostsKeepsASymlinkedFile(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "static-hosts")
+	if err := os.WriteFile(real, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "hosts")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	c := hostsConfig{Entries: map[string]string{"m1": "10.200.1.10"}, File: link}
+	if err := writeHosts(link, "127.0.0.1 localhost\n"+block(c, "net.hosts.x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link is gone: %v", err)
+	}
+	if b, _ := os.ReadFile(real); !strings.Contains(string(b), "10.200.1.10 m1") {
+		t.Errorf("the link's target lacks the block:\n%s", b)
+	}
+}

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
+	"github.com/khw-dev/khw/internal/atomicfile"
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
@@ -84,27 +83,11 @@ func readHosts(file string) (string, os.FileMode, error) {
 	return string(b), st.Mode().Perm(), err
 }
 
-// writeHosts replaces the file atomically; where the file is a mount point
-// (a container's /etc/hosts), it is rewritten in place.
+// writeHosts replaces the file atomically, keeping a symlinked file's
+// link; where the file is a mount point (a container's /etc/hosts), it is
+// rewritten in place.
 func writeHosts(file, content string, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".khw-hosts-*")
-	if err == nil {
-		name := tmp.Name()
-		_, werr := tmp.WriteString(content)
-		_ = tmp.Chmod(mode)
-		_ = tmp.Sync()
-		tmp.Close()
-		if werr == nil {
-			if err = os.Rename(name, file); err == nil {
-				return nil
-			}
-		}
-		os.Remove(name)
-		if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
-			return needsRoot(fmt.Errorf("writing %s: %w", file, err))
-		}
-	}
-	if err := os.WriteFile(file, []byte(content), mode); err != nil {
+	if err := atomicfile.WriteFileOrInPlace(file, []byte(content), mode); err != nil {
 		return needsRoot(fmt.Errorf("writing %s: %w", file, err))
 	}
 	return nil

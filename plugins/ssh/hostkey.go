@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/khw-dev/khw/internal/atomicfile"
 )
 
 // knownHostsFile is the name of the workdir's known hosts file.
@@ -181,11 +183,7 @@ func (v *verifier) forget() error {
 			keep = append(keep, line)
 		}
 	}
-	tmp := v.knownHosts + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, v.knownHosts)
+	return atomicfile.WriteFile(v.knownHosts, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
 }
 
 // load reads known_hosts; a missing file is an empty one. Call with

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/atomicfile"
 )
 
 // Outputs is what a file-producing resource records: each file's SHA-256.
@@ -45,7 +45,7 @@ func Write(workdir string, files ...File) (*Outputs, error) {
 		if f.Secret {
 			mode = 0o600
 		}
-		if err := runtime.WriteFileAtomic(filepath.Join(workdir, f.Name), f.Data, mode); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(workdir, f.Name), f.Data, mode); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 		out.Files[f.Name] = Sum(f.Data)
