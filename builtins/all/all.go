@@ -5,11 +5,11 @@ import (
 	"github.com/khw-dev/khw/builtins/artifact"
 	"github.com/khw-dev/khw/builtins/docker"
 	"github.com/khw-dev/khw/builtins/encryption"
+	"github.com/khw-dev/khw/builtins/hostnet"
 	"github.com/khw-dev/khw/builtins/image"
 	"github.com/khw-dev/khw/builtins/k8s"
 	"github.com/khw-dev/khw/builtins/kubeconfig"
 	"github.com/khw-dev/khw/builtins/lb"
-	"github.com/khw-dev/khw/builtins/net"
 	"github.com/khw-dev/khw/builtins/node"
 	"github.com/khw-dev/khw/builtins/pki"
 	"github.com/khw-dev/khw/builtins/registry"
@@ -23,7 +23,7 @@ func Registry() *runtime.Registry {
 	r := runtime.NewRegistry()
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
-		net.Register, docker.Register, vm.Register, lb.Register, node.Register,
+		hostnet.Register, docker.Register, vm.Register, lb.Register, node.Register,
 		registry.Register, image.Register, k8s.Register, artifact.Register,
 	} {
 		reg(r)

@@ -7,7 +7,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	knet "github.com/khw-dev/khw/builtins/net"
+	"github.com/khw-dev/khw/builtins/hostnet"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -31,7 +31,7 @@ func network(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "bridge", &br, "ip_range?", &ipRange); err != nil {
 		return nil, err
 	}
-	subnet, err := knet.BridgeSubnet(br)
+	subnet, err := hostnet.BridgeSubnet(br)
 	if err != nil {
 		return nil, runtime.Errorf(b, "%v", err)
 	}

@@ -8,8 +8,8 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/khw-dev/khw/builtins/hostnet"
 	"github.com/khw-dev/khw/builtins/internal/starconv"
-	knet "github.com/khw-dev/khw/builtins/net"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -52,10 +52,10 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		"dns?", &dnsv, "provider?", &provider, "options?", &opts, "network?", &network); err != nil {
 		return nil, err
 	}
-	if !knet.NodeNameRE.MatchString(name) {
+	if !hostnet.NodeNameRE.MatchString(name) {
 		return nil, runtime.Errorf(b, "name %q is not a valid hostname (lower-case letters, digits and '-')", name)
 	}
-	subnet, err := knet.BridgeSubnet(br)
+	subnet, err := hostnet.BridgeSubnet(br)
 	if err != nil {
 		return nil, runtime.Errorf(b, "%v", err)
 	}

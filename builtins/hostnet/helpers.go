@@ -1,4 +1,4 @@
-package net
+package hostnet
 
 import (
 	"math/big"

@@ -1,7 +1,7 @@
-// Package net is the recipe module `net`: the host side of the post's
+// Package hostnet is the recipe module `net`: the host side of the post's
 // "Linux Bridge & NAT" section (served by the hostnet plugin), and pure
 // address helpers that recipes use to validate a topology.
-package net
+package hostnet
 
 import (
 	"fmt"
