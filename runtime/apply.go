@@ -102,7 +102,30 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 	if par < 1 {
 		par = 10
 	}
-	// Each change waits for the changes it must follow.
+	s := &schedule{e: e, work: work, waits: order(work), done: make([]chan struct{}, len(work)),
+		failed: make([]bool, len(work)), sem: make(chan struct{}, par)}
+	for i := range s.done {
+		s.done[i] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	for i := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.step(ctx, i)
+		}()
+	}
+	wg.Wait()
+	if len(s.errs) == 0 && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(s.errs...)
+}
+
+// order is the DAG: for each change, the changes it waits for. Deletions
+// go first, a dependent's before what it depends on; then creations and
+// updates, each after its own dependencies and what it is ordered after.
+func order(work []*Change) [][]int {
 	index := map[string]int{}
 	for i, c := range work {
 		index[c.Addr] = i
@@ -126,60 +149,59 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan) error {
 			}
 		}
 	}
+	return waits
+}
 
-	done := make([]chan struct{}, len(work))
-	failed := make([]bool, len(work))
-	for i := range done {
-		done[i] = make(chan struct{})
+// schedule runs one Apply's changes: each in its own goroutine, started
+// when what it waits for is done, at most cap(sem) at once; a change whose
+// wait failed, or a cancelled run, skips it.
+type schedule struct {
+	e     *Executor
+	work  []*Change
+	waits [][]int
+	done  []chan struct{} // closed when change i has ended, however
+	sem   chan struct{}
+
+	mu     sync.Mutex
+	failed []bool
+	errs   []error
+}
+
+func (s *schedule) step(ctx context.Context, i int) {
+	defer close(s.done[i])
+	c := s.work[i]
+	for _, j := range s.waits[i] {
+		<-s.done[j]
 	}
-	var mu sync.Mutex
-	var errs []error
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, c := range work {
-		wg.Add(1)
-		go func(i int, c *Change) {
-			defer wg.Done()
-			defer close(done[i])
-			for _, j := range waits[i] {
-				<-done[j]
-			}
-			acquired := false
-			select {
-			case sem <- struct{}{}:
-				acquired = true
-			case <-ctx.Done():
-			}
-			mu.Lock()
-			blocked := ctx.Err() != nil
-			for _, j := range waits[i] {
-				blocked = blocked || failed[j]
-			}
-			if blocked {
-				failed[i] = true
-				mu.Unlock()
-				if acquired {
-					<-sem
-				}
-				e.emit(Event{Kind: EventSkipped, Addr: c.Addr, Action: c.Action})
-				return
-			}
-			mu.Unlock()
-			err := e.run(ctx, c)
-			<-sem
-			if err != nil {
-				mu.Lock()
-				failed[i] = true
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}(i, c)
+	acquired := false
+	select {
+	case s.sem <- struct{}{}:
+		acquired = true
+	case <-ctx.Done():
 	}
-	wg.Wait()
-	if len(errs) == 0 && ctx.Err() != nil {
-		return ctx.Err()
+	s.mu.Lock()
+	blocked := ctx.Err() != nil
+	for _, j := range s.waits[i] {
+		blocked = blocked || s.failed[j]
 	}
-	return errors.Join(errs...)
+	if blocked {
+		s.failed[i] = true
+		s.mu.Unlock()
+		if acquired {
+			<-s.sem
+		}
+		s.e.emit(Event{Kind: EventSkipped, Addr: c.Addr, Action: c.Action})
+		return
+	}
+	s.mu.Unlock()
+	err := s.e.run(ctx, c)
+	<-s.sem
+	if err != nil {
+		s.mu.Lock()
+		s.failed[i] = true
+		s.errs = append(s.errs, err)
+		s.mu.Unlock()
+	}
 }
 
 func (e *Executor) emit(ev Event) {
