@@ -40,6 +40,21 @@ func (s *series) mean() time.Duration {
 	return sum / time.Duration(len(s.times))
 }
 
+// pairedRatio is the median over rounds of a's time ÷ (scale × b's time
+// in the same round).
+func pairedRatio(a, b *series, scale float64) float64 {
+	n := min(len(a.times), len(b.times))
+	r := make([]float64, n)
+	for i := range n {
+		r[i] = float64(a.times[i]) / (scale * float64(b.times[i]))
+	}
+	slices.Sort(r)
+	if n%2 == 0 {
+		return (r[n/2-1] + r[n/2]) / 2
+	}
+	return r[n/2]
+}
+
 // interleave runs every series once per round, in turn, so that a change
 // in the machine's load during the run touches every series alike.
 func interleave(what string, rounds int, ss ...*series) error {

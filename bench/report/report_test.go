@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRowResultIsItsWorstTarget(t *testing.T) {
@@ -136,5 +137,19 @@ No changes.`
 	}
 	if d := describeTrips(got); d != "m1: 27 resources, 1 connection, 1 command; n1: 12 resources, 1 connection, 3 commands" {
 		t.Errorf("described as %q", d)
+	}
+}
+
+// pairedRatio pairs rounds: a load that doubles both sides of one round
+// does not move it, where a ratio of medians would.
+func TestPairedRatio(t *testing.T) {
+	ms := time.Millisecond
+	khw := &series{times: []time.Duration{100 * ms, 400 * ms, 110 * ms}}
+	key := &series{times: []time.Duration{50 * ms, 200 * ms, 50 * ms}}
+	if r := pairedRatio(khw, key, 2); r != 1.0 {
+		t.Errorf("paired ratio %.3f, want 1.0 (the middle of 1.0, 1.0, 1.1)", r)
+	}
+	if r := pairedRatio(&series{times: []time.Duration{ms, 3 * ms}}, &series{times: []time.Duration{ms, ms}}, 1); r != 2 {
+		t.Errorf("even count: %.3f, want 2 (the mean of the middle two)", r)
 	}
 }
