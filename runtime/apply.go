@@ -23,6 +23,9 @@ const (
 	EventDone     EventKind = "done"
 	EventFailed   EventKind = "failed"
 	EventSkipped  EventKind = "skipped"
+	// EventWarning is a provider's WARNING diagnostic (Msg) about the
+	// resource: it goes on, and the person should know.
+	EventWarning EventKind = "warning"
 )
 
 // Event is one step of an apply, for the progress display.
@@ -202,6 +205,9 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	progress := func(msg string) {
 		e.emit(Event{Kind: EventProgress, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
 	}
+	ctx = sdk.WithWarnings(ctx, func(msg string) {
+		e.emit(Event{Kind: EventWarning, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
+	})
 
 	// A deletion, or the old half of a replacement that moves to another
 	// provider (a VM moving from libvirt to docker, say).

@@ -27,6 +27,7 @@ type fake struct {
 	fail    map[string]bool
 	hint    string          // the next step a failure names, if any
 	noRead  map[string]bool // Read fails for these
+	warn    string          // when set, Read and Apply warn with it
 	running int
 	peak    int
 	gate    chan struct{} // when set, Apply waits on it
@@ -36,9 +37,12 @@ func newFake() *fake {
 	return &fake{world: map[string]string{}, fail: map[string]bool{}, noRead: map[string]bool{}}
 }
 
-func (f *fake) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+func (f *fake) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.warn != "" {
+		sdk.Warnf(ctx, "%s", f.warn)
+	}
 	if f.noRead[req.Resource.Address] {
 		return nil, sdk.WithHint(errors.New("the daemon is not running"), f.hint)
 	}
@@ -56,7 +60,10 @@ func (f *fake) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error
 	return &sdk.PlanResponse{}, nil
 }
 
-func (f *fake) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
+func (f *fake) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
+	if f.warn != "" {
+		sdk.Warnf(ctx, "%s", f.warn)
+	}
 	f.mu.Lock()
 	f.running++
 	f.peak = max(f.peak, f.running)

@@ -266,6 +266,43 @@ func TestProviderErrorsNameTheDeclaringLineAndTheHint(t *testing.T) {
 	}
 }
 
+// A provider's warnings reach the person: in the plan, naming the
+// resource, and as events of the apply.
+func TestProviderWarningsAreShown(t *testing.T) {
+	e := newEnv(t)
+	e.f.warn = "the disk is nearly full"
+	p := e.plan(`fake.thing("a", "1")`)
+	if len(p.Warnings) != 0 {
+		t.Fatalf("warnings before anything was read: %q", p.Warnings)
+	}
+	var mu sync.Mutex
+	var events []string
+	ex := &runtime.Executor{Providers: providers{e.reg.InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4,
+		OnEvent: func(ev runtime.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == runtime.EventWarning {
+				events = append(events, ev.Addr+": "+ev.Msg)
+			}
+		}}
+	if err := ex.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(events, ",") != "fake.thing.a: the disk is nearly full" {
+		t.Fatalf("apply warnings: %q", events)
+	}
+	p = e.plan(`fake.thing("a", "1")`)
+	want := "provider khw, reading back: fake.thing.a: the disk is nearly full"
+	if len(p.Warnings) != 1 || p.Warnings[0] != want {
+		t.Fatalf("plan warnings = %q, want %q", p.Warnings, want)
+	}
+	var out strings.Builder
+	runtime.PrintPlan(&out, p)
+	if !strings.HasPrefix(out.String(), "Warning: "+want+"\n") {
+		t.Fatalf("plan output:\n%s", out.String())
+	}
+}
+
 func TestProviderMissingNamesPluginAndResource(t *testing.T) {
 	e := newEnv(t)
 	p := e.plan(`fake.thing("a", "1")`)

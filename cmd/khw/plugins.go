@@ -32,11 +32,14 @@ through a command, e.g. KHW_PLUGIN_PREFIX_HOSTNET="sudo -n -E".`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host := pluginhost.New(all.Registry().InProcess())
 			defer host.Close()
+			ctx := sdk.WithWarnings(context.Background(), func(msg string) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s\n", msg)
+			})
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tVERSION\tTYPES\tPATH")
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", runtime.InProcess, runtime.Version, types(host.InProcess), "(built in)")
 			for _, f := range host.List() {
-				sc, err := host.Describe(context.Background(), f.Name)
+				sc, err := host.Describe(ctx, f.Name)
 				if err != nil {
 					fmt.Fprintf(w, "%s\t-\tERROR: %v\t%s\n", f.Name, err, f.Path)
 					continue

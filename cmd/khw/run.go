@@ -221,7 +221,7 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 		return nil
 	}
 
-	disp := newDisplay(out, o.output)
+	disp := newDisplay(out, cmd.ErrOrStderr(), o.output)
 	ex := &runtime.Executor{Providers: host, Workdir: workdir, Store: store, Parallelism: o.parallelism, OnEvent: disp.Event}
 	if o.output == "text" {
 		fmt.Fprintln(out)
@@ -261,12 +261,12 @@ type hintError struct {
 func (e *hintError) Error() string { return e.err.Error() + "\n\n" + e.hint }
 func (e *hintError) Unwrap() error { return e.err }
 
-func newDisplay(w io.Writer, output string) display {
+func newDisplay(w, errw io.Writer, output string) display {
 	if output == "json" {
 		return &jsonDisplay{enc: json.NewEncoder(w)}
 	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return newTTYDisplay(w)
 	}
-	return &plainDisplay{w: w}
+	return &plainDisplay{w: w, errw: errw}
 }

@@ -11,8 +11,11 @@ import (
 )
 
 // ProtocolVersion is the version of the provider protocol. A plugin built for
-// another version is refused at the handshake.
-const ProtocolVersion = 1
+// another version is refused at the handshake. It goes up with every change
+// that a peer built for the old one would misread (docs/plugins.md):
+// version 2 gave Diagnostic.Severity an invalid zero value
+// (SEVERITY_UNSPECIFIED), where version 1's zero meant ERROR.
+const ProtocolVersion = 2
 
 // Action says what Apply is asked to do.
 type Action string
