@@ -209,9 +209,12 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 		e.emit(Event{Kind: EventWarning, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
 	})
 
-	// A deletion, or the old half of a replacement that moves to another
-	// provider (a VM moving from libvirt to docker, say).
-	if c.Action == Delete || (c.Action == Replace && c.Prior != nil && c.Prior.Provider != c.Res.Provider) {
+	// A deletion, or the old half of a replacement: the recorded resource
+	// goes (through its own provider: a VM moving from libvirt to docker
+	// is deleted by libvirt), then the new one is created. So Apply only
+	// ever creates or updates in place, and the protocol needs no action
+	// to tell a provider which (sdk.ApplyRequest).
+	if c.Action == Delete || (c.Action == Replace && c.Prior != nil) {
 		prov, err := e.Providers.Provider(ctx, c.Prior.Provider)
 		if err != nil {
 			return err
@@ -232,12 +235,9 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	if err != nil {
 		return err
 	}
-	action := sdk.Action(c.Action)
 	var priorOut json.RawMessage
 	if cur := e.Store.Get(c.Addr); cur != nil {
 		priorOut = cur.Outputs
-	} else {
-		action = sdk.Create
 	}
 	deps := map[string]json.RawMessage{}
 	digests := map[string]string{}
@@ -250,7 +250,7 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 		digests[d] = ds.Digest
 	}
 	resp, err := prov.Apply(ctx, &sdk.ApplyRequest{
-		Resource: sdkResource(r), Action: action, PriorOutputs: priorOut, Deps: deps, Workdir: e.Workdir,
+		Resource: sdkResource(r), PriorOutputs: priorOut, Deps: deps, Workdir: e.Workdir,
 	}, progress)
 	if err != nil {
 		return err

@@ -75,7 +75,11 @@ func (f *fake) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.running--
-	f.calls = append(f.calls, string(req.Action)+" "+req.Resource.Address)
+	action := "create"
+	if len(req.PriorOutputs) > 0 {
+		action = "update"
+	}
+	f.calls = append(f.calls, action+" "+req.Resource.Address)
 	if f.fail[req.Resource.Address] {
 		return nil, sdk.WithHint(errors.New("it broke"), f.hint)
 	}

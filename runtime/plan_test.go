@@ -56,8 +56,14 @@ func TestChangeCascadesToDependentsOnly(t *testing.T) {
 	if add != 1 || change != 2 || destroy != 1 {
 		t.Fatalf("counts %d %d %d", add, change, destroy)
 	}
+	e.f.took()
 	if err := e.apply(p); err != nil {
 		t.Fatal(err)
+	}
+	// In place: Apply with what was recorded. A replacement: the recorded
+	// resource is deleted, then created with nothing recorded.
+	if got := strings.Join(e.f.took(), ","); got != "update fake.thing.a,update fake.thing.b,delete fake.fixed.c,create fake.fixed.c" {
+		t.Fatalf("applied: %s", got)
 	}
 	if e.plan(changed).HasChanges() {
 		t.Fatal("changes after applying the change")

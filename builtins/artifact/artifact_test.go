@@ -143,8 +143,8 @@ func apply(t *testing.T, h *Handler, cfg map[string]any, prior json.RawMessage) 
 	var mu sync.Mutex
 	var lines []string
 	resp, err := h.Apply(context.Background(), &sdk.ApplyRequest{
-		Resource: sdk.Resource{Type: "artifact", Name: cfg["project"].(string), Address: "artifact." + cfg["project"].(string), Config: raw},
-		Action:   sdk.Create, PriorOutputs: prior,
+		Resource:     sdk.Resource{Type: "artifact", Name: cfg["project"].(string), Address: "artifact." + cfg["project"].(string), Config: raw},
+		PriorOutputs: prior,
 	}, func(s string) { mu.Lock(); lines = append(lines, s); mu.Unlock() })
 	return resp, lines, err
 }

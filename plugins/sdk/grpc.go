@@ -194,8 +194,7 @@ func (s *server) Apply(req *pb.ApplyRequest, stream pb.Provider_ApplyServer) err
 	}
 	ctx, warnings := collectWarnings(stream.Context())
 	r, err := s.impl.Apply(ctx, &ApplyRequest{
-		Resource: toResource(req.Resource), Action: Action(req.Action),
-		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+		Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
 	}, progress)
 	res := &pb.ApplyResult{Diagnostics: append(errDiags(err), warnings()...)}
 	if err == nil {
@@ -289,8 +288,7 @@ func (c *Client) Apply(ctx context.Context, req *ApplyRequest, progress Progress
 		return nil, err
 	}
 	stream, err := c.rpc.Apply(ctx, &pb.ApplyRequest{
-		Resource: fromResource(&req.Resource), Action: string(req.Action),
-		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+		Resource: fromResource(&req.Resource), PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
 	})
 	if err != nil {
 		return nil, err

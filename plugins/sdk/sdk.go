@@ -14,17 +14,9 @@ import (
 // another version is refused at the handshake. It goes up with every change
 // that a peer built for the old one would misread (docs/plugins.md):
 // version 2 gave Diagnostic.Severity an invalid zero value
-// (SEVERITY_UNSPECIFIED), where version 1's zero meant ERROR.
+// (SEVERITY_UNSPECIFIED), where version 1's zero meant ERROR, and dropped
+// ApplyRequest's action.
 const ProtocolVersion = 2
-
-// Action says what Apply is asked to do.
-type Action string
-
-const (
-	Create  Action = "create"
-	Update  Action = "update"
-	Replace Action = "replace"
-)
 
 // Resource is a resource as the recipe declared it.
 type Resource struct {
@@ -87,9 +79,15 @@ type PlanResponse struct {
 	RequiresReplace bool
 }
 
+// ApplyRequest asks a provider to make a resource what its configuration
+// says. khw replaces a resource by deleting it (Delete) and then applying
+// it with nothing recorded, so Apply either creates (PriorOutputs empty) or
+// updates in place (PriorOutputs is what the last Apply returned: a type
+// whose TypeInfo.UpdateInPlace is true, or a resource that Read found gone
+// and khw makes again). A provider that finds something of its own left
+// over (a run killed mid-way) makes it anew.
 type ApplyRequest struct {
 	Resource     Resource
-	Action       Action
 	PriorOutputs json.RawMessage
 	// Deps holds the outputs of every resource this one refers to, by address.
 	Deps    map[string]json.RawMessage

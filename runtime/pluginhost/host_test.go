@@ -61,7 +61,7 @@ func TestPluginAcrossProcesses(t *testing.T) {
 	p, _ := h.Provider(ctx, "test")
 	work := t.TempDir()
 	var progress []string
-	resp, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("a", `{"content":"hi","sleep_ms":60}`), Action: sdk.Create, Workdir: work},
+	resp, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("a", `{"content":"hi","sleep_ms":60}`), Workdir: work},
 		func(m string) { progress = append(progress, m) })
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestPluginCrashIsNamed(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("boom", `{"crash":true}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+		_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("boom", `{"crash":true}`), Workdir: t.TempDir()}, nil)
 		done <- err
 	}()
 	select {
@@ -148,7 +148,7 @@ func TestPluginLaunchedThroughAPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: resource("p", `{"content":"x"}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+	resp, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: resource("p", `{"content":"x"}`), Workdir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

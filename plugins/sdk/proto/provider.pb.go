@@ -1,7 +1,8 @@
 // The khw provider protocol, version 2 (sdk.ProtocolVersion). The go-plugin
 // handshake carries the version and refuses a plugin built for another one;
 // any change that an older peer would misread bumps it (docs/plugins.md).
-// Version 2: a diagnostic's severity has no valid zero value.
+// Version 2: a diagnostic's severity has no valid zero value, and
+// ApplyRequest has no action (a replacement is a Delete, then an Apply).
 //
 // One small protocol serves every out-of-process provider (libvirt, docker,
 // ssh, host networking). Resource configuration and outputs travel as JSON
@@ -752,12 +753,17 @@ func (x *PlanResponse) GetDiagnostics() []*Diagnostic {
 	return nil
 }
 
+// Apply makes the resource what its configuration says. There is no
+// "action": khw carries a replacement out as Delete of the recorded
+// resource, then Apply with nothing recorded, so an Apply either creates
+// (prior_outputs empty) or updates in place (prior_outputs holds what the
+// last Apply returned; only for a type whose update_in_place is true, or to
+// make again a resource that Read found gone). Field 3 was the action in
+// version 1.
 type ApplyRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Resource     *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
 	PriorOutputs []byte                 `protobuf:"bytes,2,opt,name=prior_outputs,json=priorOutputs,proto3" json:"prior_outputs,omitempty"`
-	// "create", "update" or "replace".
-	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// JSON object: address -> outputs of every resource this one refers to.
 	Deps          []byte `protobuf:"bytes,4,opt,name=deps,proto3" json:"deps,omitempty"`
 	Workdir       string `protobuf:"bytes,5,opt,name=workdir,proto3" json:"workdir,omitempty"`
@@ -807,13 +813,6 @@ func (x *ApplyRequest) GetPriorOutputs() []byte {
 		return x.PriorOutputs
 	}
 	return nil
-}
-
-func (x *ApplyRequest) GetAction() string {
-	if x != nil {
-		return x.Action
-	}
-	return ""
 }
 
 func (x *ApplyRequest) GetDeps() []byte {
@@ -1130,13 +1129,12 @@ const file_provider_proto_rawDesc = "" +
 	"\aworkdir\x18\x04 \x01(\tR\aworkdir\"x\n" +
 	"\fPlanResponse\x12)\n" +
 	"\x10requires_replace\x18\x01 \x01(\bR\x0frequiresReplace\x12=\n" +
-	"\vdiagnostics\x18\x02 \x03(\v2\x1b.khw.provider.v2.DiagnosticR\vdiagnostics\"\xb0\x01\n" +
+	"\vdiagnostics\x18\x02 \x03(\v2\x1b.khw.provider.v2.DiagnosticR\vdiagnostics\"\xa6\x01\n" +
 	"\fApplyRequest\x125\n" +
 	"\bresource\x18\x01 \x01(\v2\x19.khw.provider.v2.ResourceR\bresource\x12#\n" +
-	"\rprior_outputs\x18\x02 \x01(\fR\fpriorOutputs\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\x12\x12\n" +
+	"\rprior_outputs\x18\x02 \x01(\fR\fpriorOutputs\x12\x12\n" +
 	"\x04deps\x18\x04 \x01(\fR\x04deps\x12\x18\n" +
-	"\aworkdir\x18\x05 \x01(\tR\aworkdir\"k\n" +
+	"\aworkdir\x18\x05 \x01(\tR\aworkdirJ\x04\b\x03\x10\x04R\x06action\"k\n" +
 	"\n" +
 	"ApplyEvent\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x126\n" +

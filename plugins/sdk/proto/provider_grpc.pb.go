@@ -1,7 +1,8 @@
 // The khw provider protocol, version 2 (sdk.ProtocolVersion). The go-plugin
 // handshake carries the version and refuses a plugin built for another one;
 // any change that an older peer would misread bumps it (docs/plugins.md).
-// Version 2: a diagnostic's severity has no valid zero value.
+// Version 2: a diagnostic's severity has no valid zero value, and
+// ApplyRequest has no action (a replacement is a Delete, then an Apply).
 //
 // One small protocol serves every out-of-process provider (libvirt, docker,
 // ssh, host networking). Resource configuration and outputs travel as JSON
@@ -55,8 +56,8 @@ type ProviderClient interface {
 	// Plan validates a desired configuration and says whether moving from the
 	// prior configuration needs a replacement or can be done in place.
 	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
-	// Apply creates, updates or replaces a resource, streaming progress lines
-	// and ending with exactly one result.
+	// Apply creates a resource or updates it in place, streaming progress
+	// lines and ending with exactly one result.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ApplyEvent], error)
 	// Delete removes a resource.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
@@ -156,8 +157,8 @@ type ProviderServer interface {
 	// Plan validates a desired configuration and says whether moving from the
 	// prior configuration needs a replacement or can be done in place.
 	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
-	// Apply creates, updates or replaces a resource, streaming progress lines
-	// and ending with exactly one result.
+	// Apply creates a resource or updates it in place, streaming progress
+	// lines and ending with exactly one result.
 	Apply(*ApplyRequest, grpc.ServerStreamingServer[ApplyEvent]) error
 	// Delete removes a resource.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
