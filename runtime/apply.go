@@ -262,7 +262,7 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	}
 	rs := &ResourceState{
 		Type: r.Type, Name: r.Name, Provider: r.Provider, Pos: r.Where(), Hash: r.Hash(),
-		Inputs: r.Inputs, Settings: r.Settings, Outputs: resp.Outputs, Digest: digest, Deps: digests, UpdateInPlace: r.UpdateInPlace,
+		Inputs: r.Inputs, Settings: r.Settings, Outputs: resp.Outputs, Digest: digest, Deps: digests,
 		After: r.After,
 	}
 	if len(rs.Deps) == 0 {

@@ -56,10 +56,6 @@ func (f *fake) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 	return &sdk.ReadResponse{Exists: ok, Drift: drift, Outputs: req.PriorOutputs}, nil
 }
 
-func (f *fake) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 func (f *fake) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
 	if f.warn != "" {
 		sdk.Warnf(ctx, "%s", f.warn)
@@ -118,7 +114,7 @@ func thingBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if !inplace {
 		typ = "fake.fixed"
 	}
-	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), After: runtime.Refs(after), UpdateInPlace: inplace,
+	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), After: runtime.Refs(after),
 		Show: []runtime.Field{{Key: "value", Value: value}}}
 	if err := runtime.Declare(thread, r); err != nil {
 		return nil, err

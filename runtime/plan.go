@@ -130,6 +130,9 @@ type Planner struct {
 	// Targets limit the plan to resources whose address starts with one of
 	// them, and what those depend on.
 	Targets []string
+
+	mu      sync.Mutex
+	schemas map[string]*schemaEntry // by provider, as updatesInPlace fetched them
 }
 
 // Plan computes the changes that bring the world to the recipe.
@@ -162,8 +165,19 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 		c.Action = Create
 		return
 	}
+	// changeAction is ~ or -/+ by the rule of the type in its provider's
+	// schema, asked once and only when something changes: a plan with no
+	// changes launches no plugin for this.
+	var inPlace *bool
 	changeAction := func() Action {
-		if r.UpdateInPlace && prior.Provider == r.Provider {
+		if inPlace == nil {
+			ok, err := pl.updatesInPlace(ctx, r)
+			if err != nil {
+				plan.warn(resourceWarning(r, fmt.Errorf("could not learn from its provider whether it updates in place, so the change is planned as a replacement: %w", err)))
+			}
+			inPlace = &ok
+		}
+		if *inPlace {
 			return Update
 		}
 		return Replace

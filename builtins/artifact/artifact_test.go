@@ -120,7 +120,7 @@ print(a.version, a.dir, a.files["hello"].path, a.files["hello"].exec, a.files["h
 		t.Fatalf("print = %s", got)
 	}
 	res := rec.Resource("artifact.hello")
-	if res == nil || !res.UpdateInPlace {
+	if res == nil || res.Provider != "khw" {
 		t.Fatalf("resource = %+v", res)
 	}
 	want := map[string]any{"cache": "/c", "project": "hello", "source": "build", "version": "v1.1.0"}

@@ -15,6 +15,9 @@ import (
 
 // Register adds the vm module.
 func Register(r *runtime.Registry) {
+	// The type it declares: served by the plugin the recipe names (its
+	// schema says how a vm changes).
+	r.AddType(runtime.TypeSpec{Type: "vm", Provider: runtime.AnyPlugin})
 	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Provider: "libvirt or docker", Fn: create,
 		Doc: "Declares a node on the bridge with a static IP and hostname, given the workspace ssh key " +
 			"for its user. The hypervisor plugin (provider) makes it: a libvirt VM from a qcow2 overlay " +

@@ -191,6 +191,10 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	host := pluginhost.New(reg.InProcess())
+	// Each plugin's schema is checked against the builtins' declarations
+	// when the run first uses it (runtime/schema.go says why not all at
+	// start-up).
+	host.Check = reg.CheckSchema
 	defer host.Close()
 
 	planner := &runtime.Planner{Providers: host, Workdir: workdir, Refresh: o.refresh, Targets: o.targets}

@@ -273,6 +273,9 @@ func (c *Client) ReadMany(ctx context.Context, reqs []*ReadRequest) ([]ReadResul
 
 func (c *Client) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {
 	r, err := c.rpc.Plan(ctx, &pb.PlanRequest{Resource: fromResource(&req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if status.Code(err) == codes.Unimplemented {
+		return &PlanResponse{}, nil // a plugin without Plan: in place, as its schema says
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/khw-dev/khw/plugins/sdk"
+	"github.com/khw-dev/khw/runtime"
 )
 
 // buildTestPlugin compiles plugins/sdk/testplugin as khw-plugin-test.
@@ -156,5 +157,27 @@ func TestPluginLaunchedThroughAPrefix(t *testing.T) {
 	_ = json.Unmarshal(resp.Outputs, &out)
 	if out.Mark != "via-prefix" {
 		t.Fatalf("the plugin did not run through the prefix: mark %q", out.Mark)
+	}
+}
+
+// A plugin whose schema does not serve what khw's builtins need from it is
+// not used, and the error names the type.
+func TestPluginSchemaIsChecked(t *testing.T) {
+	dir := buildTestPlugin(t)
+	reg := runtime.NewRegistry()
+	reg.AddType(runtime.TypeSpec{Type: "test.dir", Provider: "test"})
+	h := newHost(dir)
+	h.Check = reg.CheckSchema
+	defer h.Close()
+	_, err := h.Provider(context.Background(), "test")
+	if err == nil || !strings.Contains(err.Error(), `plugin "test" (`+filepath.Join(dir, "khw-plugin-test")+`) cannot be used: resource type "test.dir": plugin "test" does not serve it`) {
+		t.Fatalf("err = %v", err)
+	}
+	// The schema it reported at start-up is what Describe answers.
+	h2 := newHost(dir)
+	defer h2.Close()
+	sc, err := h2.Describe(context.Background(), "test")
+	if err != nil || len(sc.Types) != 1 || !sc.Types[0].UpdateInPlace {
+		t.Fatalf("describe = %+v, %v", sc, err)
 	}
 }

@@ -163,7 +163,8 @@ type ResourceType struct {
 	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	Doc   string                 `protobuf:"bytes,2,opt,name=doc,proto3" json:"doc,omitempty"`
 	// True when a change of configuration can be applied in place (~);
-	// otherwise it is a replacement (-/+).
+	// otherwise it is a replacement (-/+). This is the one source of that
+	// rule: khw reads it from the schema the plugin reports at start-up.
 	UpdateInPlace bool `protobuf:"varint,3,opt,name=update_in_place,json=updateInPlace,proto3" json:"update_in_place,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -53,8 +53,12 @@ type ProviderClient interface {
 	// command). Optional: khw falls back to Read, one call per resource, when
 	// a plugin answers Unimplemented.
 	ReadMany(ctx context.Context, in *ReadManyRequest, opts ...grpc.CallOption) (*ReadManyResponse, error)
-	// Plan validates a desired configuration and says whether moving from the
-	// prior configuration needs a replacement or can be done in place.
+	// Plan is asked only for a resource whose type's update_in_place is true
+	// (Describe: the schema is the one place that says whether a type
+	// updates in place) and whose configuration changes. It may answer that
+	// this change needs a replacement after all, or fail it with a
+	// diagnostic. Optional: a plugin that answers Unimplemented updates in
+	// place.
 	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 	// Apply creates a resource or updates it in place, streaming progress
 	// lines and ending with exactly one result.
@@ -154,8 +158,12 @@ type ProviderServer interface {
 	// command). Optional: khw falls back to Read, one call per resource, when
 	// a plugin answers Unimplemented.
 	ReadMany(context.Context, *ReadManyRequest) (*ReadManyResponse, error)
-	// Plan validates a desired configuration and says whether moving from the
-	// prior configuration needs a replacement or can be done in place.
+	// Plan is asked only for a resource whose type's update_in_place is true
+	// (Describe: the schema is the one place that says whether a type
+	// updates in place) and whose configuration changes. It may answer that
+	// this change needs a replacement after all, or fail it with a
+	// diagnostic. Optional: a plugin that answers Unimplemented updates in
+	// place.
 	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
 	// Apply creates a resource or updates it in place, streaming progress
 	// lines and ending with exactly one result.
