@@ -29,8 +29,10 @@ type Builtin struct {
 	Doc     string
 	Args    []Arg
 	Creates string // the resource type it declares, if any
-	// Provider serves what it declares: "khw" (in process) or the plugins
-	// that may ("libvirt or docker"); empty when it declares nothing.
+	// Provider serves what it declares, for the reference: "khw" (in
+	// process), a plugin's name, or a phrase when the recipe names the
+	// plugin; empty when it declares nothing. (What khw checks is the
+	// TypeSpec its module registers for the type.)
 	Provider string
 	Example  string
 	Fn       BuiltinFunc
