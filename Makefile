@@ -22,8 +22,13 @@ build: ## bin/khw and every bin/khw-plugin-*
 	@for p in $(PLUGINS); do echo "go build -o bin/khw-plugin-$$p ./plugins/$$p"; \
 	  $(GO) build -ldflags '$(LDFLAGS)' -o bin/khw-plugin-$$p ./plugins/$$p || exit 1; done
 
-test: build ## every test, against real tools (cfssl, kubectl, ...)
+# Example providers are modules of their own (examples/*/go.mod): ./... at
+# the root does not reach them.
+EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
+
+test: build ## every test, against real tools (cfssl, kubectl, ...); and each example provider's own
 	KHW_REQUIRE_TOOLS=$${KHW_REQUIRE_TOOLS-1} $(GO) test -count=1 ./...
+	@for e in $(EXAMPLES); do echo "cd $$e && go test ./..."; (cd $$e && $(GO) test -count=1 ./...) || exit 1; done
 
 fuzz: ## each fuzz target for $(FUZZTIME) (default 10m), one after the other, on one core
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZ_TARGETS)
@@ -31,11 +36,12 @@ fuzz: ## each fuzz target for $(FUZZTIME) (default 10m), one after the other, on
 fuzz-ci: ## each fuzz target briefly (20s), as `make check` does
 	$(MAKE) fuzz FUZZTIME=20s
 
-lint: ## tracked build output (ELF, >1 MB), gofmt, go vet, staticcheck
+lint: ## tracked build output (ELF, >1 MB), gofmt, go vet, staticcheck (the example providers' modules too)
 	bash scripts/check-tracked.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
+	@for e in $(EXAMPLES); do echo "cd $$e && go vet ./... && staticcheck ./..."; (cd $$e && $(GO) vet ./... && staticcheck ./...) || exit 1; done
 
 docs: ## README.md's builtin reference (khw docs) and docs/lab.svg, docs/lab.png (khw graph; needs graphviz)
 	$(GO) run ./cmd/khw docs --readme README.md

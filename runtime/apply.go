@@ -23,6 +23,9 @@ const (
 	EventDone     EventKind = "done"
 	EventFailed   EventKind = "failed"
 	EventSkipped  EventKind = "skipped"
+	// EventWarning is a provider's WARNING diagnostic (Msg) about the
+	// resource: it goes on, and the person should know.
+	EventWarning EventKind = "warning"
 )
 
 // Event is one step of an apply, for the progress display.
@@ -224,10 +227,16 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	progress := func(msg string) {
 		e.emit(Event{Kind: EventProgress, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
 	}
+	ctx = sdk.WithWarnings(ctx, func(msg string) {
+		e.emit(Event{Kind: EventWarning, Addr: c.Addr, Action: c.Action, Msg: msg, Elapsed: time.Since(start)})
+	})
 
-	// A deletion, or the old half of a replacement that moves to another
-	// provider (a VM moving from libvirt to docker, say).
-	if c.Action == Delete || (c.Action == Replace && c.Prior != nil && c.Prior.Provider != c.Res.Provider) {
+	// A deletion, or the old half of a replacement: the recorded resource
+	// goes (through its own provider: a VM moving from libvirt to docker
+	// is deleted by libvirt), then the new one is created. So Apply only
+	// ever creates or updates in place, and the protocol needs no action
+	// to tell a provider which (sdk.ApplyRequest).
+	if c.Action == Delete || (c.Action == Replace && c.Prior != nil) {
 		prov, err := e.Providers.Provider(ctx, c.Prior.Provider)
 		if err != nil {
 			return err
@@ -248,12 +257,9 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	if err != nil {
 		return err
 	}
-	action := sdk.Action(c.Action)
 	var priorOut json.RawMessage
 	if cur := e.Store.Get(c.Addr); cur != nil {
 		priorOut = cur.Outputs
-	} else {
-		action = sdk.Create
 	}
 	deps := map[string]json.RawMessage{}
 	digests := map[string]string{}
@@ -266,7 +272,7 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 		digests[d] = ds.Digest
 	}
 	resp, err := prov.Apply(ctx, &sdk.ApplyRequest{
-		Resource: sdkResource(r), Action: action, PriorOutputs: priorOut, Deps: deps, Workdir: e.Workdir,
+		Resource: sdkResource(r), PriorOutputs: priorOut, Deps: deps, Workdir: e.Workdir,
 	}, progress)
 	if err != nil {
 		return err
@@ -278,7 +284,7 @@ func (e *Executor) run(ctx context.Context, c *Change) (err error) {
 	}
 	rs := &ResourceState{
 		Type: r.Type, Name: r.Name, Provider: r.Provider, Pos: r.Where(), Hash: r.Hash(),
-		Inputs: r.Inputs, Settings: r.Settings, Outputs: resp.Outputs, Digest: digest, Deps: digests, UpdateInPlace: r.UpdateInPlace,
+		Inputs: r.Inputs, Settings: r.Settings, Outputs: resp.Outputs, Digest: digest, Deps: digests,
 		After: r.After,
 	}
 	if len(rs.Deps) == 0 {

@@ -93,6 +93,7 @@ const threadKey = "khw.evaluation"
 
 // evaluation is the state of one Evaluate call, kept on every thread.
 type evaluation struct {
+	reg             *Registry
 	root, rootShown string
 	recipe          *Recipe
 	sets            map[string]string
@@ -136,6 +137,7 @@ func (reg *Registry) Evaluate(file string, opt Options) (*Recipe, error) {
 		}
 	}
 	ev := &evaluation{
+		reg:  reg,
 		root: absRoot, rootShown: root,
 		recipe:   &Recipe{File: file, Root: root, byAddr: map[string]*Resource{}},
 		sets:     opt.Params,
@@ -301,8 +303,8 @@ func Declare(thread *starlark.Thread, r *Resource) error {
 			return fmt.Errorf("%s refers to %s, which this recipe does not declare", addr, d)
 		}
 	}
-	if r.Provider == "" {
-		r.Provider = InProcess
+	if err := ev.reg.provide(r); err != nil {
+		return err
 	}
 	if r.Inputs == nil {
 		r.Inputs = map[string]any{}

@@ -27,6 +27,7 @@ type fake struct {
 	fail    map[string]bool
 	hint    string          // the next step a failure names, if any
 	noRead  map[string]bool // Read fails for these
+	warn    string          // when set, Read and Apply warn with it
 	running int
 	peak    int
 	gate    chan struct{} // when set, Apply waits on it
@@ -36,9 +37,12 @@ func newFake() *fake {
 	return &fake{world: map[string]string{}, fail: map[string]bool{}, noRead: map[string]bool{}}
 }
 
-func (f *fake) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
+func (f *fake) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.warn != "" {
+		sdk.Warnf(ctx, "%s", f.warn)
+	}
 	if f.noRead[req.Resource.Address] {
 		return nil, sdk.WithHint(errors.New("the daemon is not running"), f.hint)
 	}
@@ -52,11 +56,10 @@ func (f *fake) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse,
 	return &sdk.ReadResponse{Exists: ok, Drift: drift, Outputs: req.PriorOutputs}, nil
 }
 
-func (f *fake) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
-func (f *fake) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
+func (f *fake) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
+	if f.warn != "" {
+		sdk.Warnf(ctx, "%s", f.warn)
+	}
 	f.mu.Lock()
 	f.running++
 	f.peak = max(f.peak, f.running)
@@ -68,7 +71,11 @@ func (f *fake) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.running--
-	f.calls = append(f.calls, string(req.Action)+" "+req.Resource.Address)
+	action := "create"
+	if len(req.PriorOutputs) > 0 {
+		action = "update"
+	}
+	f.calls = append(f.calls, action+" "+req.Resource.Address)
 	if f.fail[req.Resource.Address] {
 		return nil, sdk.WithHint(errors.New("it broke"), f.hint)
 	}
@@ -107,7 +114,7 @@ func thingBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if !inplace {
 		typ = "fake.fixed"
 	}
-	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), After: runtime.Refs(after), UpdateInPlace: inplace,
+	r := &runtime.Resource{Type: typ, Name: name, Inputs: map[string]any{"value": value}, Deps: runtime.Refs(deps), After: runtime.Refs(after),
 		Show: []runtime.Field{{Key: "value", Value: value}}}
 	if err := runtime.Declare(thread, r); err != nil {
 		return nil, err

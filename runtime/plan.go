@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -66,9 +67,32 @@ func (c *Change) Where() string {
 // Plan is every change, creations and updates in dependency order and
 // deletions after them, dependents first.
 type Plan struct {
-	Changes  []*Change
+	Changes []*Change
+	// Warnings are what the planner could not find out (a read-back that
+	// failed) and the providers' WARNING diagnostics, each naming its
+	// resource or provider.
 	Warnings []string
 	Destroy  bool
+
+	mu sync.Mutex // guards Warnings while planning
+}
+
+func (p *Plan) warn(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Warnings = append(p.Warnings, msg)
+}
+
+// resourceWarning is a warning about one resource, in the form of its
+// errors: "ADDR (declared at FILE:LINE): MESSAGE".
+func resourceWarning(r *Resource, err error) string {
+	return (&ResourceError{Addr: r.Addr(), Where: r.Where(), Provider: r.Provider, Err: err}).Error()
+}
+
+// warnAbout returns ctx with a sink that adds the providers' warnings about
+// r to the plan.
+func (p *Plan) warnAbout(ctx context.Context, r *Resource) context.Context {
+	return sdk.WithWarnings(ctx, func(msg string) { p.warn(resourceWarning(r, errors.New(msg))) })
 }
 
 // Counts returns how many resources the plan adds, changes and destroys
@@ -106,6 +130,9 @@ type Planner struct {
 	// Targets limit the plan to resources whose address starts with one of
 	// them, and what those depend on.
 	Targets []string
+
+	mu      sync.Mutex
+	schemas map[string]*schemaEntry // by provider, as updatesInPlace fetched them
 }
 
 // Plan computes the changes that bring the world to the recipe.
@@ -115,7 +142,7 @@ func (pl *Planner) Plan(ctx context.Context, recipe *Recipe, store *Store) (*Pla
 		return nil, err
 	}
 	plan := &Plan{}
-	reads := pl.refresh(ctx, recipe, store, selected)
+	reads := pl.refresh(ctx, recipe, store, selected, plan)
 
 	byAddr := map[string]*Change{}
 	for _, r := range recipe.Resources {
@@ -138,8 +165,19 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 		c.Action = Create
 		return
 	}
+	// changeAction is ~ or -/+ by the rule of the type in its provider's
+	// schema, asked once and only when something changes: a plan with no
+	// changes launches no plugin for this.
+	var inPlace *bool
 	changeAction := func() Action {
-		if r.UpdateInPlace && prior.Provider == r.Provider {
+		if inPlace == nil {
+			ok, err := pl.updatesInPlace(ctx, r)
+			if err != nil {
+				plan.warn(resourceWarning(r, fmt.Errorf("could not learn from its provider whether it updates in place, so the change is planned as a replacement: %w", err)))
+			}
+			inPlace = &ok
+		}
+		if *inPlace {
 			return Update
 		}
 		return Replace
@@ -159,12 +197,11 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 			prov, err := pl.Providers.Provider(ctx, r.Provider)
 			var resp *sdk.PlanResponse
 			if err == nil {
-				resp, err = prov.Plan(ctx, &sdk.PlanRequest{Resource: sdkResource(r), PriorConfig: mustJSON(prior.Inputs), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
+				resp, err = prov.Plan(plan.warnAbout(ctx, r), &sdk.PlanRequest{Resource: sdkResource(r), PriorConfig: mustJSON(prior.Inputs), PriorOutputs: prior.Outputs, Workdir: pl.Workdir})
 			}
 			switch {
 			case err != nil:
-				plan.Warnings = append(plan.Warnings, (&ResourceError{Addr: c.Addr, Where: r.Where(), Provider: r.Provider,
-					Err: fmt.Errorf("could not ask whether the change needs a replacement, so it is planned in place: %w", err)}).Error())
+				plan.warn(resourceWarning(r, fmt.Errorf("could not ask whether the change needs a replacement, so it is planned in place: %w", err)))
 			case resp.RequiresReplace:
 				c.Action = Replace
 			}
@@ -188,8 +225,7 @@ func (pl *Planner) decide(ctx context.Context, c *Change, planned map[string]*Ch
 	}
 	switch {
 	case read.err != nil:
-		plan.Warnings = append(plan.Warnings, (&ResourceError{Addr: c.Addr, Where: r.Where(), Provider: r.Provider,
-			Err: fmt.Errorf("could not read it back, so the recorded state is trusted: %w", read.err)}).Error())
+		plan.warn(resourceWarning(r, fmt.Errorf("could not read it back, so the recorded state is trusted: %w", read.err)))
 	case !read.resp.Exists:
 		c.Action, c.Reasons = Create, []string{"gone from the world"}
 		c.Prior = nil
@@ -205,8 +241,9 @@ type readResult struct {
 
 // refresh reads back every selected, recorded resource: all of one
 // provider's in one batch (sdk.ReadAll), so that a provider can share round
-// trips between them, and the providers in parallel.
-func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool) map[string]*readResult {
+// trips between them, and the providers in parallel. The providers'
+// warnings go to the plan.
+func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, selected map[string]bool, plan *Plan) map[string]*readResult {
 	out := map[string]*readResult{}
 	if !pl.Refresh {
 		return out
@@ -240,9 +277,10 @@ func (pl *Planner) refresh(ctx context.Context, recipe *Recipe, store *Store, se
 		go func() {
 			defer wg.Done()
 			var results []sdk.ReadResult
-			prov, err := pl.Providers.Provider(ctx, name)
+			bctx := sdk.WithWarnings(ctx, func(msg string) { plan.warn(fmt.Sprintf("provider %s, reading back: %s", name, msg)) })
+			prov, err := pl.Providers.Provider(bctx, name)
 			if err == nil {
-				results, err = sdk.ReadAll(ctx, prov, b.reqs)
+				results, err = sdk.ReadAll(bctx, prov, b.reqs)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -56,8 +56,14 @@ func TestChangeCascadesToDependentsOnly(t *testing.T) {
 	if add != 1 || change != 2 || destroy != 1 {
 		t.Fatalf("counts %d %d %d", add, change, destroy)
 	}
+	e.f.took()
 	if err := e.apply(p); err != nil {
 		t.Fatal(err)
+	}
+	// In place: Apply with what was recorded. A replacement: the recorded
+	// resource is deleted, then created with nothing recorded.
+	if got := strings.Join(e.f.took(), ","); got != "update fake.thing.a,update fake.thing.b,delete fake.fixed.c,create fake.fixed.c" {
+		t.Fatalf("applied: %s", got)
 	}
 	if e.plan(changed).HasChanges() {
 		t.Fatal("changes after applying the change")
@@ -263,6 +269,43 @@ func TestProviderErrorsNameTheDeclaringLineAndTheHint(t *testing.T) {
 		"the daemon is not running\n  hint: start the daemon"
 	if len(p.Warnings) != 1 || p.Warnings[0] != want {
 		t.Fatalf("warnings = %q\nwant %q", p.Warnings, want)
+	}
+}
+
+// A provider's warnings reach the person: in the plan, naming the
+// resource, and as events of the apply.
+func TestProviderWarningsAreShown(t *testing.T) {
+	e := newEnv(t)
+	e.f.warn = "the disk is nearly full"
+	p := e.plan(`fake.thing("a", "1")`)
+	if len(p.Warnings) != 0 {
+		t.Fatalf("warnings before anything was read: %q", p.Warnings)
+	}
+	var mu sync.Mutex
+	var events []string
+	ex := &runtime.Executor{Providers: providers{e.reg.InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4,
+		OnEvent: func(ev runtime.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == runtime.EventWarning {
+				events = append(events, ev.Addr+": "+ev.Msg)
+			}
+		}}
+	if err := ex.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(events, ",") != "fake.thing.a: the disk is nearly full" {
+		t.Fatalf("apply warnings: %q", events)
+	}
+	p = e.plan(`fake.thing("a", "1")`)
+	want := "provider khw, reading back: fake.thing.a: the disk is nearly full"
+	if len(p.Warnings) != 1 || p.Warnings[0] != want {
+		t.Fatalf("plan warnings = %q, want %q", p.Warnings, want)
+	}
+	var out strings.Builder
+	runtime.PrintPlan(&out, p)
+	if !strings.HasPrefix(out.String(), "Warning: "+want+"\n") {
+		t.Fatalf("plan output:\n%s", out.String())
 	}
 }
 

@@ -45,6 +45,9 @@ func (b *Builtin) servedBy() string {
 	case "":
 		return "—"
 	}
+	if strings.Contains(b.Provider, " ") {
+		return b.Provider // already a phrase: "the plugin the recipe names: ..."
+	}
 	return "the " + b.Provider + " plugin"
 }
 

@@ -51,9 +51,9 @@ type Resource struct {
 	Pos, From syntax.Position
 	// Show lists the inputs a person wants to see in the plan.
 	Show []Field
-	// UpdateInPlace is true when a change of inputs is applied in place (~)
-	// instead of by replacement (-/+).
-	UpdateInPlace bool
+	// Whether a change of inputs is applied in place (~) or by replacement
+	// (-/+) is not the resource's to say: its provider's schema says it for
+	// the type (sdk.TypeInfo.UpdateInPlace), and the planner asks there.
 }
 
 // Addr is the resource's address, TYPE.NAME.

@@ -42,9 +42,9 @@ type ResourceState struct {
 	// After are the addresses it was ordered after (Resource.After), so
 	// that a deletion still goes before them.
 	After []string `json:"after,omitempty"`
-	// UpdateInPlace mirrors the type's behaviour, for deletes of resources
-	// the recipe no longer declares.
-	UpdateInPlace bool `json:"update_in_place,omitempty"`
+	// (Older khw versions also wrote "update_in_place", a copy of the
+	// type's rule that nothing read; the provider's schema is its one
+	// source. The reader ignores the field.)
 }
 
 // Addr is the recorded resource's address.

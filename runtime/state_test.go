@@ -228,3 +228,17 @@ func TestParamsAreJournalled(t *testing.T) {
 		t.Errorf("%d resources, want 10", n)
 	}
 }
+
+// A state written by an older khw, which recorded each resource's
+// update_in_place, is still read: the field is ignored, the provider's
+// schema being the rule's one source now.
+func TestStateWithUpdateInPlaceIsRead(t *testing.T) {
+	st, err := ParseState([]byte(`{"format": 1, "serial": 3, "resources": {"net.hosts.lab": {"type": "net.hosts", "name": "lab",
+		"provider": "hostnet", "hash": "h", "inputs": {"file": "/etc/hosts"}, "digest": "d", "update_in_place": true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Resources["net.hosts.lab"]; r == nil || r.Provider != "hostnet" || r.Inputs["file"] != "/etc/hosts" {
+		t.Fatalf("resource = %+v", r)
+	}
+}

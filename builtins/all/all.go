@@ -12,6 +12,7 @@ import (
 	"github.com/khw-dev/khw/builtins/lb"
 	"github.com/khw-dev/khw/builtins/node"
 	"github.com/khw-dev/khw/builtins/pki"
+	"github.com/khw-dev/khw/builtins/plugin"
 	"github.com/khw-dev/khw/builtins/registry"
 	"github.com/khw-dev/khw/builtins/ssh"
 	"github.com/khw-dev/khw/builtins/vm"
@@ -24,7 +25,7 @@ func Registry() *runtime.Registry {
 	for _, reg := range []func(*runtime.Registry){
 		pki.Register, kubeconfig.Register, encryption.Register, ssh.Register,
 		hostnet.Register, docker.Register, vm.Register, lb.Register, node.Register,
-		registry.Register, image.Register, k8s.Register, artifact.Register,
+		registry.Register, image.Register, k8s.Register, artifact.Register, plugin.Register,
 	} {
 		reg(r)
 	}

@@ -3,6 +3,7 @@ package all
 import (
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	khw "github.com/khw-dev/khw/runtime"
@@ -40,5 +41,52 @@ func TestThePostsRecipeWiresValuesThrough(t *testing.T) {
 	}
 	if ip := in("node.copy.n2-certs", "host"); ip != "10.200.1.14" {
 		t.Errorf("n2's copy goes to %v", ip)
+	}
+}
+
+// evalSource evaluates a recipe given as text with every builtin.
+func evalSource(t *testing.T, src string) (*khw.Recipe, error) {
+	t.Helper()
+	dir := t.TempDir()
+	return Registry().Evaluate(filepath.Join(dir, "main.star"), khw.Options{Root: dir, Source: []byte(src)})
+}
+
+// A plugin's own type is declared with plugin.resource, its provider the
+// type's first word; the types khw's builtins declare are refused there.
+// vm.create takes any plugin's name: the plugins found answer whether it
+// serves vm, not a list in khw.
+func TestPluginsTypesNeedNoBuiltin(t *testing.T) {
+	rec, err := evalSource(t, `
+g = plugin.resource("hello.greeting", "world", config = {"file": "hello.txt", "n": 2, "tags": ["a"]})
+plugin.resource("hello.greeting", "again", deps = [g])
+br = net.bridge("br0", "10.0.0.1/24")
+vm.create("m1", "10.0.0.2", br, ssh.key(), provider = "my-hypervisor")
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := rec.Resource("hello.greeting.world")
+	if g == nil || g.Provider != "hello" || g.Inputs["file"] != "hello.txt" || len(g.Show) != 3 || g.Show[1].Value != "2" || g.Show[2].Value != `["a"]` {
+		t.Fatalf("resource = %+v", g)
+	}
+	if a := rec.Resource("hello.greeting.again"); a == nil || len(a.Deps) != 1 || a.Deps[0] != "hello.greeting.world" {
+		t.Fatalf("deps: %+v", a)
+	}
+	if m := rec.Resource("vm.m1"); m == nil || m.Provider != "my-hypervisor" {
+		t.Fatalf("vm: %+v", m)
+	}
+	for src, want := range map[string]string{
+		`plugin.resource("hello", "x")`:                               `type "hello" is not PROVIDER.KIND`,
+		`plugin.resource("Hello.x", "x")`:                             `type "Hello.x" is not PROVIDER.KIND`,
+		`plugin.resource("net.bridge", "x")`:                          "type net.bridge is declared by khw's builtins: use its builtin",
+		`plugin.resource("khw.file", "x")`:                            "type khw.file is declared by khw's builtins",
+		`plugin.resource("hello.greeting", "a b")`:                    `name "a b" is not a resource name`,
+		`plugin.resource("hello.greeting", "x", config = {"f": len})`: `config: "f": a builtin_function_or_method cannot be used here`,
+		`vm.create("m1", "10.0.0.2", net.bridge("br0", "10.0.0.1/24"), ssh.key(), provider = "Xen Server")`: `provider "Xen Server" is not a plugin's name`,
+		`vm.create("m1", "10.0.0.2", net.bridge("br0", "10.0.0.1/24"), ssh.key(), provider = "khw")`:        `provider "khw" is not a plugin's name`,
+	} {
+		if _, err := evalSource(t, src); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", src, err, want)
+		}
 	}
 }

@@ -141,6 +141,9 @@ func TestDocumentedProvidersServeTheResources(t *testing.T) {
 	for _, b := range reg.Builtins() {
 		if b.Creates != "" {
 			byType[b.Creates] = b
+			if reg.Type(b.Creates) == nil {
+				t.Errorf("%s declares %s, which its module does not register (Registry.AddType)", b.FullName(), b.Creates)
+			}
 		}
 	}
 	_, file, _, _ := runtime.Caller(0)

@@ -112,7 +112,7 @@ func releaseBuiltin(cat Catalog) runtime.BuiltinFunc {
 			return nil, runtime.Errorf(b, "url is for source \"download\", not %q", source)
 		}
 		dir := Dir(cache, project, version)
-		res := &runtime.Resource{Type: "artifact", Name: project, UpdateInPlace: true,
+		res := &runtime.Resource{Type: "artifact", Name: project,
 			Inputs: map[string]any{"project": project, "version": version, "source": source, "cache": cache},
 			Show: []runtime.Field{
 				{Key: "version", Value: version}, {Key: "source", Value: source}, {Key: "dir", Value: dir},

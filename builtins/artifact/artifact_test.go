@@ -120,7 +120,7 @@ print(a.version, a.dir, a.files["hello"].path, a.files["hello"].exec, a.files["h
 		t.Fatalf("print = %s", got)
 	}
 	res := rec.Resource("artifact.hello")
-	if res == nil || !res.UpdateInPlace {
+	if res == nil || res.Provider != "khw" {
 		t.Fatalf("resource = %+v", res)
 	}
 	want := map[string]any{"cache": "/c", "project": "hello", "source": "build", "version": "v1.1.0"}
@@ -143,8 +143,8 @@ func apply(t *testing.T, h *Handler, cfg map[string]any, prior json.RawMessage) 
 	var mu sync.Mutex
 	var lines []string
 	resp, err := h.Apply(context.Background(), &sdk.ApplyRequest{
-		Resource: sdk.Resource{Type: "artifact", Name: cfg["project"].(string), Address: "artifact." + cfg["project"].(string), Config: raw},
-		Action:   sdk.Create, PriorOutputs: prior,
+		Resource:     sdk.Resource{Type: "artifact", Name: cfg["project"].(string), Address: "artifact." + cfg["project"].(string), Config: raw},
+		PriorOutputs: prior,
 	}, func(s string) { mu.Lock(); lines = append(lines, s); mu.Unlock() })
 	return resp, lines, err
 }

@@ -72,10 +72,6 @@ func (h *Handler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadRespon
 	return &sdk.ReadResponse{Exists: true, Outputs: sdk.Outputs(out)}, nil
 }
 
-func (h *Handler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 // Apply reuses the cached version when its manifest and files are there
 // (checking each file's sha256 the first time this workdir records them),
 // else obtains it under the version's lock, in a temporary directory

@@ -13,6 +13,9 @@ import (
 
 // Register adds the docker module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "docker.network", Provider: "docker"})
 	r.Add(&runtime.Builtin{Module: "docker", Name: "network", Creates: "docker.network", Provider: "docker", Fn: network,
 		Doc: "Declares a Docker bridge network that adopts the lab bridge (the post's `docker network create " +
 			"--driver=bridge --subnet --ip-range -o com.docker.network.bridge.name=br0 br0`). " +

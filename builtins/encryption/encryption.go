@@ -53,7 +53,7 @@ func configBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		return nil, runtime.Errorf(b, "name and key_name must not be empty")
 	}
 	res := &runtime.Resource{
-		Type: "encryption.config", Name: name, UpdateInPlace: true,
+		Type: "encryption.config", Name: name,
 		Inputs: map[string]any{"resources": starconv.StringsToAny(resources), "key_name": keyName},
 		Show: []runtime.Field{
 			{Key: "resources", Value: strings.Join(resources, ",")},

@@ -26,6 +26,12 @@ var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // Register adds the net module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "net.bridge", Provider: Provider})
+	r.AddType(runtime.TypeSpec{Type: "net.nat", Provider: Provider})
+	r.AddType(runtime.TypeSpec{Type: "net.sysctl", Provider: Provider})
+	r.AddType(runtime.TypeSpec{Type: "net.hosts", Provider: Provider})
 	r.Add(&runtime.Builtin{Module: "net", Name: "bridge", Creates: "net.bridge", Provider: "hostnet", Fn: bridge,
 		Doc: "Declares a Linux bridge holding the host's address on the lab subnet, up " +
 			"(the post's `ip link add br0 type bridge; ip addr add 10.200.1.1/24 dev br0`).",
@@ -179,7 +185,7 @@ func sysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		return nil, runtime.Errorf(b, "values is empty")
 	}
 	sort.Strings(show)
-	res := &runtime.Resource{Type: "net.sysctl", Name: name, Provider: Provider, UpdateInPlace: true,
+	res := &runtime.Resource{Type: "net.sysctl", Name: name, Provider: Provider,
 		Inputs: map[string]any{"values": in},
 		Show:   []runtime.Field{{Key: "values", Value: strings.Join(show, " ")}},
 	}
@@ -219,7 +225,7 @@ func hosts(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, runtime.Errorf(b, "file %q must be an absolute path", file)
 	}
 	sort.Strings(lines)
-	res := &runtime.Resource{Type: "net.hosts", Name: name, Provider: Provider, UpdateInPlace: true,
+	res := &runtime.Resource{Type: "net.hosts", Name: name, Provider: Provider,
 		Inputs: map[string]any{"entries": in, "file": file},
 		Show:   []runtime.Field{{Key: "file", Value: file}, {Key: "entries", Value: strings.Join(lines, ", ")}},
 	}

@@ -22,6 +22,9 @@ import (
 
 // Register adds the image module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "image.build", Provider: "image"})
 	r.Add(&runtime.Builtin{Module: "image", Name: "build", Creates: "image.build", Provider: "image", Fn: build,
 		Doc: "Declares a container image built from this machine's files (one layer, reproducible: the same " +
 			"inputs and host files give the same digest) and pushed to the lab's registry under the name " +
@@ -326,7 +329,7 @@ func build(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 			dirIn[p] = e.Dir
 		}
 	}
-	res := &runtime.Resource{Type: "image.build", Name: resName, Provider: "image", UpdateInPlace: true,
+	res := &runtime.Resource{Type: "image.build", Name: resName, Provider: "image",
 		Inputs: map[string]any{"ref": ref.String(), "repository": ref.Repository, "tag": ref.Tag,
 			"endpoint": endpoint, "image": pushed, "files": fileList, "contents": contentIn, "symlinks": linkIn,
 			"dirs": dirIn, "config": cfg},

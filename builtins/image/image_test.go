@@ -91,8 +91,8 @@ print(img.image, img.ref, img.repository, img.tag)
 	if strings.Join(r.Deps, " ") != "registry.run.registry ssh.key.id_ed25519" {
 		t.Errorf("deps = %v", r.Deps)
 	}
-	if !r.UpdateInPlace || r.Provider != "image" {
-		t.Errorf("provider %s, update in place %v", r.Provider, r.UpdateInPlace)
+	if r.Provider != "image" {
+		t.Errorf("provider %s", r.Provider)
 	}
 }
 

@@ -19,6 +19,9 @@ import (
 
 // Register adds the k8s module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "k8s.apply", Provider: "kubernetes"})
 	r.Add(&runtime.Builtin{Module: "k8s", Name: "apply", Creates: "k8s.apply", Provider: "kubernetes", Fn: apply,
 		Doc: "Declares Kubernetes objects applied through the API server with server-side apply " +
 			"(field manager khw): the post's RBAC, the add-ons. It waits for the API server to answer; " +
@@ -222,7 +225,7 @@ func apply(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if server != "" {
 		show = append(show, runtime.Field{Key: "server", Value: server})
 	}
-	res := &runtime.Resource{Type: "k8s.apply", Name: name, Provider: "kubernetes", UpdateInPlace: true,
+	res := &runtime.Resource{Type: "k8s.apply", Name: name, Provider: "kubernetes",
 		Inputs:   map[string]any{"kubeconfig": file.Path, "objects": list},
 		Settings: map[string]any{"wait": wait, "timeout_s": timeout},
 		Deps:     runtime.Refs(kc, uses),

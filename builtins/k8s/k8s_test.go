@@ -48,8 +48,8 @@ func TestApplyYAML(t *testing.T) {
 	if r == nil {
 		t.Fatal("k8s.apply.rbac not declared")
 	}
-	if r.Provider != "kubernetes" || !r.UpdateInPlace {
-		t.Errorf("provider %q, update in place %v", r.Provider, r.UpdateInPlace)
+	if r.Provider != "kubernetes" {
+		t.Errorf("provider %q", r.Provider)
 	}
 	if r.Inputs["kubeconfig"] != "admin.kubeconfig" {
 		t.Errorf("kubeconfig = %v", r.Inputs["kubeconfig"])

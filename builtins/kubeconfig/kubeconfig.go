@@ -64,7 +64,7 @@ func write(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	crt, _ := cert.Attr("cert")
 	key, _ := cert.Attr("key")
 	res := &runtime.Resource{
-		Type: "kubeconfig", Name: name, UpdateInPlace: true,
+		Type: "kubeconfig", Name: name,
 		Inputs: map[string]any{
 			"server": server, "user": user, "cluster": cluster, "context": ctxName,
 			"ca": caCert.(*runtime.File).Path, "cert": crt.(*runtime.File).Path, "key": key.(*runtime.File).Path,

@@ -16,6 +16,9 @@ import (
 
 // Register adds the lb module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "lb.nginx", Provider: "docker"})
 	r.Add(&runtime.Builtin{Module: "lb", Name: "nginx", Creates: "lb.nginx", Provider: "docker", Fn: nginx,
 		Doc: "Declares the post's load balancer: an nginx container on the Docker network at a fixed IP " +
 			"whose stream config sends every listen port to each upstream's API port. The config is " +
@@ -111,7 +114,7 @@ func nginx(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if image == "" {
 		return nil, runtime.Errorf(b, "image is empty")
 	}
-	res := &runtime.Resource{Type: "lb.nginx", Name: name, Provider: "docker", UpdateInPlace: true,
+	res := &runtime.Resource{Type: "lb.nginx", Name: name, Provider: "docker",
 		Inputs: map[string]any{"hostname": name, "ip": ip, "network": network.Res.Name, "upstreams": upIPs,
 			"upstream_port": upPort, "ports": portsAny, "image": image, "config": Render(upstreams, ports, "")},
 		Deps: runtime.Refs(network, ups),

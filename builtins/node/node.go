@@ -18,6 +18,11 @@ import (
 
 // Register adds the node module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "node.copy", Provider: "ssh"})
+	r.AddType(runtime.TypeSpec{Type: "node.run", Provider: "ssh"})
+	r.AddType(runtime.TypeSpec{Type: "node.service", Provider: "ssh"})
 	r.Add(&runtime.Builtin{Module: "node", Name: "copy", Creates: "node.copy", Provider: "ssh", Fn: copyBuiltin,
 		Doc: "Declares files copied from the workdir to a node over ssh (the post's rsync steps): written " +
 			"atomically, keys at 0600, skipped when the node's copy already has the same checksum.",
@@ -158,7 +163,7 @@ func copyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if path.IsAbs(dest) {
 		in["root"] = true
 	}
-	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh", UpdateInPlace: true,
+	res := &runtime.Resource{Type: "node.copy", Name: name, Provider: "ssh",
 		Inputs: in, Settings: map[string]any{"timeout_s": timeout},
 		Deps: runtime.Refs(h, files),
 		Show: []runtime.Field{
@@ -259,7 +264,7 @@ func serviceBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	if health != "" {
 		show = append(show, runtime.Field{Key: "health", Value: health})
 	}
-	res := &runtime.Resource{Type: "node.service", Name: t.name + "-" + name, Provider: "ssh", UpdateInPlace: true,
+	res := &runtime.Resource{Type: "node.service", Name: t.name + "-" + name, Provider: "ssh",
 		Inputs:   in,
 		Settings: map[string]any{"timeout_s": timeout, "health_timeout_s": healthTimeout},
 		Deps:     runtime.Refs(h, uses),
@@ -306,7 +311,7 @@ func hostBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if user == "" {
 		return nil, runtime.Errorf(b, "user is empty")
 	}
-	res := &runtime.Resource{Type: "node.host", Name: name, UpdateInPlace: true,
+	res := &runtime.Resource{Type: "node.host", Name: name,
 		Inputs: map[string]any{"host": ip, "user": user, "port": port},
 		Deps:   []string{key.Res.Addr()},
 		Show:   []runtime.Field{{Key: "at", Value: fmt.Sprintf("%s@%s:%d", user, ip, port)}},
@@ -326,10 +331,6 @@ type hostHandler struct{}
 
 func (hostHandler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
 	return &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}, nil
-}
-
-func (hostHandler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
 }
 
 func (hostHandler) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {

@@ -16,6 +16,9 @@ import (
 
 // Register adds the registry module.
 func Register(r *runtime.Registry) {
+	// The types it declares, and the plugin that serves them (whose
+	// schema says how each changes).
+	r.AddType(runtime.TypeSpec{Type: "registry.run", Provider: "docker"})
 	r.Add(&runtime.Builtin{Module: "registry", Name: "run", Creates: "registry.run", Provider: "docker", Fn: run,
 		Doc: "Declares an image registry (the distribution registry, plain HTTP) as a container NAME on the " +
 			"Docker network at a fixed IP, its storage in the Docker volume khw-registry-NAME. " +

@@ -1,10 +1,12 @@
 // Package vm is the recipe module `vm`: the post's nodes, served by the
-// hypervisor plugin the recipe names (libvirt VMs, or docker containers).
+// hypervisor plugin the recipe names (libvirt VMs, or docker containers, or
+// any other plugin found that serves the type vm).
 package vm
 
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 
 	"go.starlark.net/starlark"
 
@@ -15,10 +17,13 @@ import (
 
 // Register adds the vm module.
 func Register(r *runtime.Registry) {
-	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Provider: "libvirt or docker", Fn: create,
+	// The type it declares: served by the plugin the recipe names (its
+	// schema says how a vm changes).
+	r.AddType(runtime.TypeSpec{Type: "vm", Provider: runtime.AnyPlugin})
+	r.Add(&runtime.Builtin{Module: "vm", Name: "create", Creates: "vm", Provider: "the plugin the recipe names: libvirt, docker or another that serves vm", Fn: create,
 		Doc: "Declares a node on the bridge with a static IP and hostname, given the workspace ssh key " +
 			"for its user. The hypervisor plugin (provider) makes it: a libvirt VM from a qcow2 overlay " +
-			"and a cloud-init seed, or a docker container.",
+			"and a cloud-init seed, or a docker container; any plugin found that serves the type vm may.",
 		Args: []runtime.Arg{
 			{Name: "name", Type: "string", Doc: "hostname and resource name (address vm.NAME)"},
 			{Name: "ip", Type: "string", Doc: "static address inside the bridge's subnet"},
@@ -31,13 +36,16 @@ func Register(r *runtime.Registry) {
 			{Name: "disk", Type: "int", Default: "10", Doc: "disk size in GiB"},
 			{Name: "image", Type: "string", Default: `""`, Doc: "base image (a path for libvirt, an image name for docker)"},
 			{Name: "dns", Type: "list of strings", Default: "[]", Doc: "resolvers for the node"},
-			{Name: "provider", Type: "string", Default: `"libvirt"`, Doc: "hypervisor plugin: libvirt or docker"},
+			{Name: "provider", Type: "string", Default: `"libvirt"`, Doc: "hypervisor plugin: libvirt, docker, or any plugin found that serves vm"},
 			{Name: "options", Type: "dict", Default: "{}", Doc: "provider settings, e.g. {\"accel\": \"qemu\", \"uri\": \"qemu:///system\"}"},
 			{Name: "network", Type: "docker.network", Default: "None", Doc: "with provider docker: the Docker network on the bridge, made first"},
 		},
 		Example: `m1 = vm.create("m1", ip = "10.200.1.10", bridge = br0, ssh_key = key, role = "controller")`,
 	})
 }
+
+// pluginNameRE is what the NAME of a khw-plugin-NAME may be.
+var pluginNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 
 func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, ip, role, image string
@@ -76,10 +84,11 @@ func create(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if cpus < 1 || memory < 128 || disk < 1 {
 		return nil, runtime.Errorf(b, "cpus (%d), memory (%d MiB) and disk (%d GiB) are too small: at least 1, 128 and 1", cpus, memory, disk)
 	}
-	switch provider {
-	case "libvirt", "docker":
-	default:
-		return nil, runtime.Errorf(b, "unknown provider %q: the hypervisors are libvirt and docker", provider)
+	// Any plugin may serve vm: libvirt and docker ship with khw. Whether
+	// the one named is installed and serves vm is the plugins' to answer
+	// (the plugin host finds it, its schema lists vm), not a list here.
+	if !pluginNameRE.MatchString(provider) || provider == runtime.InProcess {
+		return nil, runtime.Errorf(b, "provider %q is not a plugin's name (lower-case letters, digits, '_' and '-'): the hypervisor plugin, e.g. libvirt or docker", provider)
 	}
 	dns, err := starconv.Strings("dns", dnsv)
 	if err != nil {

@@ -191,7 +191,7 @@ func TestMissingPluginIsNamed(t *testing.T) {
 }
 
 func TestVersionAndPlugins(t *testing.T) {
-	if r := khw(t, "version"); r.code != 0 || !strings.Contains(r.stdout, "provider protocol 1") {
+	if r := khw(t, "version"); r.code != 0 || !strings.Contains(r.stdout, "provider protocol 2") {
 		t.Fatalf("%+v", r)
 	}
 	r := khw(t, "plugins")

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	goruntime "runtime"
 	"strings"
 	"text/tabwriter"
@@ -20,7 +22,11 @@ func newPluginsCmd() *cobra.Command {
 		Use:   "plugins",
 		Short: "List the provider plugins khw finds, and what they serve",
 		Long: `plugins lists every khw-plugin-NAME binary on the search path, starts each one
-to ask what it serves, and prints its version and resource types.
+to ask what it serves, and prints its version and resource types. Then it
+checks that every resource type khw's builtins declare is served by exactly
+one provider found, the one the builtins declare: a mismatch is an error that
+names the type and the providers (a type whose plugin is not installed is
+only listed).
 
 Search path, in order: the directories in $KHW_PLUGIN_PATH (':'-separated),
 the directory of the khw binary, then $XDG_DATA_HOME/khw/plugins
@@ -30,32 +36,72 @@ through a command, e.g. KHW_PLUGIN_PREFIX_HOSTNET="sudo -n -E".`,
   KHW_PLUGIN_PATH=./bin khw plugins`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			host := pluginhost.New(all.Registry().InProcess())
+			reg := all.Registry()
+			host := pluginhost.New(reg.InProcess())
 			defer host.Close()
+			ctx := sdk.WithWarnings(context.Background(), func(msg string) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s\n", msg)
+			})
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tVERSION\tTYPES\tPATH")
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", runtime.InProcess, runtime.Version, types(host.InProcess), "(built in)")
+			in, err := host.InProcess.Describe(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", runtime.InProcess, runtime.Version, schemaTypes(in), "(built in)")
+			schemas := []*sdk.Schema{in}
 			for _, f := range host.List() {
-				sc, err := host.Describe(context.Background(), f.Name)
+				sc, err := host.Describe(ctx, f.Name)
 				if err != nil {
 					fmt.Fprintf(w, "%s\t-\tERROR: %v\t%s\n", f.Name, err, f.Path)
 					continue
 				}
+				schemas = append(schemas, sc)
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Name, sc.Version, schemaTypes(sc), f.Path)
 			}
 			w.Flush()
 			fmt.Fprintf(cmd.OutOrStdout(), "\nsearched: %s\n", strings.Join(host.SearchPath, ", "))
-			return nil
+			return checkProviders(cmd.OutOrStdout(), reg, schemas)
 		},
 	}
 }
 
-func types(p sdk.Provider) string {
-	sc, err := p.Describe(context.Background())
-	if err != nil {
-		return err.Error()
+// checkProviders says whether every resource type the builtins declare is
+// served by exactly one of the providers found, the declared one. A type
+// whose plugin is not installed is listed, and fails nothing: a run that
+// needs it says so. Any other mismatch (two plugins serving one type, a
+// plugin that lacks a type khw needs from it) is an error.
+func checkProviders(w io.Writer, reg *runtime.Registry, schemas []*sdk.Schema) error {
+	err := reg.CheckProviders(schemas)
+	if err == nil {
+		fmt.Fprintln(w, "check: every resource type khw's builtins declare is served by exactly one provider found")
+		return nil
 	}
-	return schemaTypes(sc)
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var missing []string
+	var bad []error
+	for _, e := range errs {
+		var te *runtime.TypeError
+		if errors.As(e, &te) && te.Missing {
+			need := strings.Join(te.Providers, ", ")
+			if need == runtime.AnyPlugin {
+				need = "any plugin that serves it"
+			}
+			missing = append(missing, fmt.Sprintf("%s (%s)", te.Type, need))
+			continue
+		}
+		bad = append(bad, e)
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(w, "not installed: no provider found serves %s\n", strings.Join(missing, ", "))
+	}
+	if len(bad) > 0 {
+		return errors.Join(bad...)
+	}
+	return nil
 }
 
 func schemaTypes(sc *sdk.Schema) string {

@@ -51,16 +51,26 @@ func finishLine(ev runtime.Event) string {
 	return ""
 }
 
-// plainDisplay prints one line per step: for logs and pipes.
+// warningLine is how every text display shows a provider's warning.
+func warningLine(ev runtime.Event) string {
+	return fmt.Sprintf("Warning: %s: %s", ev.Addr, strings.ReplaceAll(ev.Msg, "\n", "\n  "))
+}
+
+// plainDisplay prints one line per step: for logs and pipes. Warnings go to
+// errw (standard error), so that they reach the person when the steps go
+// to a file.
 type plainDisplay struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu   sync.Mutex
+	w    io.Writer
+	errw io.Writer
 }
 
 func (d *plainDisplay) Event(ev runtime.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch ev.Kind {
+	case runtime.EventWarning:
+		fmt.Fprintln(d.errw, warningLine(ev))
 	case runtime.EventStart:
 		fmt.Fprintf(d.w, "%s: %s...\n", ev.Addr, doingVerbs[ev.Action])
 	case runtime.EventProgress:
@@ -113,6 +123,10 @@ func (d *ttyDisplay) Event(ev runtime.Event) {
 		)
 	case runtime.EventProgress:
 		d.msgs.Store(ev.Addr, ev.Msg)
+	case runtime.EventWarning:
+		// Above the live lines, as the finished ones: writing to the
+		// terminal's other stream would tear the lines mpb redraws.
+		fmt.Fprintf(d.p, "! %s\n", warningLine(ev))
 	default:
 		d.msgs.Delete(ev.Addr)
 		if b := d.bars[ev.Addr]; b != nil {

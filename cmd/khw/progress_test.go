@@ -50,15 +50,20 @@ func TestTTYDisplayUnderConcurrentEvents(t *testing.T) {
 }
 
 func TestPlainDisplay(t *testing.T) {
-	var b strings.Builder
-	d := &plainDisplay{w: &b}
+	var b, e strings.Builder
+	d := &plainDisplay{w: &b, errw: &e}
 	d.Event(runtime.Event{Kind: runtime.EventStart, Addr: "vm.m1", Action: runtime.Create})
 	d.Event(runtime.Event{Kind: runtime.EventProgress, Addr: "vm.m1", Msg: "booting", Elapsed: 1500 * time.Millisecond})
+	d.Event(runtime.Event{Kind: runtime.EventWarning, Addr: "vm.m1", Msg: "the image is old\nrebuild it"})
 	d.Event(runtime.Event{Kind: runtime.EventFailed, Addr: "vm.m1", Action: runtime.Create, Elapsed: 2 * time.Second})
 	d.Event(runtime.Event{Kind: runtime.EventSkipped, Addr: "node.copy.m1-certs", Action: runtime.Create})
 	want := "vm.m1: creating...\nvm.m1: booting [1.5s]\nvm.m1: create failed after 2s\nnode.copy.m1-certs: not created (an earlier step failed)\n"
 	if b.String() != want {
 		t.Fatalf("got\n%s", b.String())
+	}
+	// A provider's warning goes to standard error, its detail indented.
+	if e.String() != "Warning: vm.m1: the image is old\n  rebuild it\n" {
+		t.Fatalf("warning: %q", e.String())
 	}
 	_ = io.Discard
 }

@@ -193,6 +193,10 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	host := pluginhost.New(reg.InProcess())
+	// Each plugin's schema is checked against the builtins' declarations
+	// when the run first uses it (runtime/schema.go says why not all at
+	// start-up).
+	host.Check = reg.CheckSchema
 	defer host.Close()
 
 	planner := &runtime.Planner{Providers: host, Workdir: workdir, Refresh: o.refresh, Targets: o.targets}
@@ -238,7 +242,7 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 		}
 	}
 
-	disp := newDisplay(out, o.output)
+	disp := newDisplay(out, cmd.ErrOrStderr(), o.output)
 	ex := &runtime.Executor{Providers: host, Workdir: workdir, Store: store, Parallelism: o.parallelism, OnEvent: disp.Event}
 	if o.output == "text" {
 		fmt.Fprintln(out)
@@ -281,12 +285,12 @@ type hintError struct {
 func (e *hintError) Error() string { return e.err.Error() + "\n\n" + e.hint }
 func (e *hintError) Unwrap() error { return e.err }
 
-func newDisplay(w io.Writer, output string) display {
+func newDisplay(w, errw io.Writer, output string) display {
 	if output == "json" {
 		return &jsonDisplay{enc: json.NewEncoder(w)}
 	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return newTTYDisplay(w)
 	}
-	return &plainDisplay{w: w}
+	return &plainDisplay{w: w, errw: errw}
 }

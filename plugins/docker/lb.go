@@ -98,10 +98,6 @@ func (l lb) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, 
 	return resp, nil
 }
 
-func (lb) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 // remove deletes the container of that name if khw made it, with its
 // anonymous volumes (a container node's /var).
 func remove(ctx context.Context, cl *client.Client, name string) error {

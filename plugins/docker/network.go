@@ -49,10 +49,6 @@ func (n network) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespo
 	return resp, nil
 }
 
-func (network) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 func (n network) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
 	var c networkConfig
 	if err := req.Resource.Decode(&c); err != nil {

@@ -160,10 +160,6 @@ func (n vmNode) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespon
 	return resp, nil
 }
 
-func (vmNode) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 func (n vmNode) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
 	var c nodeConfig
 	if err := req.Resource.Decode(&c); err != nil {

@@ -91,10 +91,6 @@ func (r registryRun) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadR
 	return resp, nil
 }
 
-func (registryRun) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 // volume makes the registry's volume, or finds the one khw made before.
 func (c *registryConfig) volume(ctx context.Context, cl *client.Client) error {
 	v, err := cl.VolumeInspect(ctx, c.Volume, client.VolumeInspectOptions{})

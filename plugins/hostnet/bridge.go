@@ -106,10 +106,6 @@ func attach(br netlink.Link, ports []string, progress sdk.Progress) error {
 	return nil
 }
 
-func (bridge) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 func (bridge) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
 	var c bridgeConfig
 	if err := req.Resource.Decode(&c); err != nil {

@@ -112,10 +112,6 @@ func (nat) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, err
 	return resp, nil
 }
 
-func (nat) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 func (nat) Apply(_ context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
 	var c natConfig
 	if err := req.Resource.Decode(&c); err != nil {

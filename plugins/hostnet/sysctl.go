@@ -48,10 +48,6 @@ func (sysctl) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, 
 	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(drift, ", "), Outputs: req.PriorOutputs}, nil
 }
 
-func (sysctl) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 func (sysctl) Apply(_ context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
 	var c sysctlConfig
 	if err := req.Resource.Decode(&c); err != nil {

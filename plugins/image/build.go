@@ -179,10 +179,6 @@ func (builder) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 	return resp, nil
 }
 
-func (builder) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 // Delete removes the manifest from the registry. A registry that is gone
 // (or a manifest that is) leaves nothing to do.
 func (builder) Delete(ctx context.Context, req *sdk.DeleteRequest) error {

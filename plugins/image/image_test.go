@@ -122,7 +122,7 @@ func TestBuildPushReadDelete(t *testing.T) {
 	ctx := context.Background()
 	b := builder{}
 	var lines []string
-	resp, err := b.Apply(ctx, &sdk.ApplyRequest{Resource: res, Action: sdk.Create, Workdir: work}, func(m string) { lines = append(lines, m) })
+	resp, err := b.Apply(ctx, &sdk.ApplyRequest{Resource: res, Workdir: work}, func(m string) { lines = append(lines, m) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestBuildPushReadDelete(t *testing.T) {
 	// The same inputs and files again, the files touched: the same digest.
 	now := time.Now()
 	_ = os.Chtimes(filepath.Join(dir, "conf", "a.conf"), now, now)
-	again, err := b.Apply(ctx, &sdk.ApplyRequest{Resource: res, Action: sdk.Update, Workdir: work}, func(string) {})
+	again, err := b.Apply(ctx, &sdk.ApplyRequest{Resource: res, Workdir: work}, func(string) {})
 	if err != nil || again.Digest != resp.Digest {
 		t.Fatalf("second build: %v, digest %s then %s", err, resp.Digest, again.Digest)
 	}

@@ -18,10 +18,6 @@ import (
 
 type handler struct{}
 
-func (handler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 // open decodes a request's configuration and recorded outputs and
 // connects to the API server its kubeconfig names.
 func open(r *sdk.Resource, priorOutputs json.RawMessage, workdir string) (*config, *outputs, *cluster, error) {

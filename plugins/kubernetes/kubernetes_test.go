@@ -85,12 +85,8 @@ type run struct {
 
 func (r *run) apply(res sdk.Resource, prior json.RawMessage) (*sdk.ApplyResponse, error) {
 	r.progress = nil
-	action := sdk.Update
-	if prior == nil {
-		action = sdk.Create
-	}
 	var mu sync.Mutex
-	return r.p.Apply(context.Background(), &sdk.ApplyRequest{Resource: res, Action: action, PriorOutputs: prior, Workdir: r.workdir},
+	return r.p.Apply(context.Background(), &sdk.ApplyRequest{Resource: res, PriorOutputs: prior, Workdir: r.workdir},
 		func(m string) { mu.Lock(); r.progress = append(r.progress, m); mu.Unlock() })
 }
 
@@ -385,7 +381,7 @@ spec:
 	var said []string
 	start := time.Now()
 	if _, err := (handler{}).Apply(context.Background(), &sdk.ApplyRequest{Resource: resource(t, "late", "late.kubeconfig", rbac, 60),
-		Action: sdk.Create, Workdir: r.workdir}, func(m string) { said = append(said, m) }); err != nil {
+		Workdir: r.workdir}, func(m string) { said = append(said, m) }); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("applied through an API server starting, after %s:\n%s", time.Since(start), strings.Join(said, "\n"))

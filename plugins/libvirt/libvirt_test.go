@@ -47,7 +47,7 @@ func TestVMLifecycleAgainstTheTestDriver(t *testing.T) {
 	res := resource(t, uri, "n1", "10.200.1.13")
 
 	var steps []string
-	out, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res, Action: sdk.Create, Workdir: work}, func(s string) { steps = append(steps, s) })
+	out, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res, Workdir: work}, func(s string) { steps = append(steps, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestVMLifecycleAgainstTheTestDriver(t *testing.T) {
 	}
 
 	// Apply again brings it back (leftover volumes are replaced).
-	out2, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res, Action: sdk.Create, Workdir: work}, nil)
+	out2, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res, Workdir: work}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestVMLifecycleAgainstTheTestDriver(t *testing.T) {
 
 	// A domain of the same name that khw did not make is never touched.
 	other := resource(t, uri, "test", "10.200.1.20") // the test driver's own domain
-	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: other, Action: sdk.Create, Workdir: work}, nil); err == nil ||
+	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: other, Workdir: work}, nil); err == nil ||
 		!strings.Contains(err.Error(), "khw did not make it") {
 		t.Fatalf("err = %v", err)
 	}
@@ -125,7 +125,7 @@ func TestAddressInUse(t *testing.T) {
 	ctx := context.Background()
 	// 127.0.0.1 is on this machine: port 22 there accepts (sshd) or refuses.
 	taken := resource(t, uri, "n7", "127.0.0.1")
-	_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Action: sdk.Create, Workdir: work}, nil)
+	_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Workdir: work}, nil)
 	if err == nil || !strings.Contains(err.Error(), "IP 127.0.0.1 is already in use on br0 (something answers there: port 22 ") ||
 		sdk.HintOf(err) != "free the IP or give the node another one" {
 		t.Fatalf("err = %v, hint %q", err, sdk.HintOf(err))
@@ -136,10 +136,10 @@ func TestAddressInUse(t *testing.T) {
 	}
 	// n7 made at an address nobody holds (behind a router: not probed),
 	// then replaced by one at the taken address: ours, so not refused.
-	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource(t, uri, "n7", "203.0.113.7"), Action: sdk.Create, Workdir: work}, nil); err != nil {
+	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource(t, uri, "n7", "203.0.113.7"), Workdir: work}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Action: sdk.Replace, Workdir: work}, nil); err != nil {
+	if _, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: taken, Workdir: work}, nil); err != nil {
 		t.Fatalf("replacing our own VM: %v", err)
 	}
 }

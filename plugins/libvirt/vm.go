@@ -127,10 +127,6 @@ func (h *vmHandler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadResp
 	return resp, nil
 }
 
-func (h *vmHandler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{RequiresReplace: true}, nil
-}
-
 // ensurePool finds the storage pool, or makes it a started directory pool.
 func ensurePool(l *libvirt.Libvirt, name, path string) (libvirt.StoragePool, error) {
 	p, err := l.StoragePoolLookupByName(name)

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,16 +109,6 @@ func (e *DiagError) Error() string {
 // ErrorHint is the provider's hint (see Hinted).
 func (e *DiagError) ErrorHint() string { return e.Hint }
 
-func diagsErr(ds []*pb.Diagnostic) error {
-	var errs []error
-	for _, d := range ds {
-		if d.Severity == pb.Diagnostic_ERROR {
-			errs = append(errs, &DiagError{Summary: d.Summary, Detail: d.Detail, Hint: d.Hint})
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // ---- server side: proto -> Provider ----
 
 type server struct {
@@ -139,11 +128,12 @@ func fromResource(r *Resource) *pb.Resource {
 }
 
 func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	ctx, warnings := collectWarnings(ctx)
 	sc, err := s.impl.Describe(ctx)
 	if err != nil {
-		return &pb.DescribeResponse{Diagnostics: errDiags(err)}, nil
+		return &pb.DescribeResponse{Diagnostics: append(errDiags(err), warnings()...)}, nil
 	}
-	resp := &pb.DescribeResponse{Name: sc.Name, Version: sc.Version}
+	resp := &pb.DescribeResponse{Name: sc.Name, Version: sc.Version, Diagnostics: warnings()}
 	for _, t := range sc.Types {
 		resp.Types = append(resp.Types, &pb.ResourceType{Type: t.Type, Doc: t.Doc, UpdateInPlace: t.UpdateInPlace})
 	}
@@ -151,11 +141,12 @@ func (s *server) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Descr
 }
 
 func (s *server) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	ctx, warnings := collectWarnings(ctx)
 	r, err := s.impl.Read(ctx, &ReadRequest{Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
 	if err != nil {
-		return &pb.ReadResponse{Diagnostics: errDiags(err)}, nil
+		return &pb.ReadResponse{Diagnostics: append(errDiags(err), warnings()...)}, nil
 	}
-	return &pb.ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
+	return &pb.ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs, Diagnostics: warnings()}, nil
 }
 
 // ReadMany serves a batch with the provider's own ReadMany, or with one
@@ -165,11 +156,14 @@ func (s *server) ReadMany(ctx context.Context, req *pb.ReadManyRequest) (*pb.Rea
 	for i, r := range req.Reads {
 		reqs[i] = &ReadRequest{Resource: toResource(r.Resource), PriorOutputs: r.PriorOutputs, Workdir: r.Workdir}
 	}
+	ctx, warnings := collectWarnings(ctx)
 	results, err := ReadAll(ctx, s.impl, reqs)
 	if err != nil {
-		return &pb.ReadManyResponse{Diagnostics: errDiags(err)}, nil
+		return &pb.ReadManyResponse{Diagnostics: append(errDiags(err), warnings()...)}, nil
 	}
-	resp := &pb.ReadManyResponse{Reads: make([]*pb.ReadResponse, len(results))}
+	// The batch's warnings travel with the whole call: a BatchReader
+	// shares its work between the resources.
+	resp := &pb.ReadManyResponse{Reads: make([]*pb.ReadResponse, len(results)), Diagnostics: warnings()}
 	for i, r := range results {
 		switch {
 		case r.Err != nil:
@@ -182,11 +176,12 @@ func (s *server) ReadMany(ctx context.Context, req *pb.ReadManyRequest) (*pb.Rea
 }
 
 func (s *server) Plan(ctx context.Context, req *pb.PlanRequest) (*pb.PlanResponse, error) {
+	ctx, warnings := collectWarnings(ctx)
 	r, err := s.impl.Plan(ctx, &PlanRequest{Resource: toResource(req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
 	if err != nil {
-		return &pb.PlanResponse{Diagnostics: errDiags(err)}, nil
+		return &pb.PlanResponse{Diagnostics: append(errDiags(err), warnings()...)}, nil
 	}
-	return &pb.PlanResponse{RequiresReplace: r.RequiresReplace}, nil
+	return &pb.PlanResponse{RequiresReplace: r.RequiresReplace, Diagnostics: warnings()}, nil
 }
 
 func (s *server) Apply(req *pb.ApplyRequest, stream pb.Provider_ApplyServer) error {
@@ -197,11 +192,11 @@ func (s *server) Apply(req *pb.ApplyRequest, stream pb.Provider_ApplyServer) err
 	progress := func(msg string) {
 		_ = stream.Send(&pb.ApplyEvent{Event: &pb.ApplyEvent_Progress{Progress: msg}})
 	}
-	r, err := s.impl.Apply(stream.Context(), &ApplyRequest{
-		Resource: toResource(req.Resource), Action: Action(req.Action),
-		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+	ctx, warnings := collectWarnings(stream.Context())
+	r, err := s.impl.Apply(ctx, &ApplyRequest{
+		Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
 	}, progress)
-	res := &pb.ApplyResult{Diagnostics: errDiags(err)}
+	res := &pb.ApplyResult{Diagnostics: append(errDiags(err), warnings()...)}
 	if err == nil {
 		res.Outputs, res.Digest = r.Outputs, r.Digest
 	}
@@ -209,8 +204,9 @@ func (s *server) Apply(req *pb.ApplyRequest, stream pb.Provider_ApplyServer) err
 }
 
 func (s *server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
+	ctx, warnings := collectWarnings(ctx)
 	err := s.impl.Delete(ctx, &DeleteRequest{Resource: toResource(req.Resource), PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
-	return &pb.DeleteResponse{Diagnostics: errDiags(err)}, nil
+	return &pb.DeleteResponse{Diagnostics: append(errDiags(err), warnings()...)}, nil
 }
 
 // ---- client side: Provider -> proto ----
@@ -223,7 +219,7 @@ func (c *Client) Describe(ctx context.Context) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := diagsErr(r.Diagnostics); err != nil {
+	if err := takeDiags(ctx, r.Diagnostics); err != nil {
 		return nil, err
 	}
 	sc := &Schema{Name: r.Name, Version: r.Version}
@@ -238,7 +234,7 @@ func (c *Client) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, err
 	if err != nil {
 		return nil, err
 	}
-	if err := diagsErr(r.Diagnostics); err != nil {
+	if err := takeDiags(ctx, r.Diagnostics); err != nil {
 		return nil, err
 	}
 	return &ReadResponse{Exists: r.Exists, Drift: r.Drift, Outputs: r.Outputs}, nil
@@ -258,7 +254,7 @@ func (c *Client) ReadMany(ctx context.Context, reqs []*ReadRequest) ([]ReadResul
 	if err != nil {
 		return nil, err
 	}
-	if err := diagsErr(r.Diagnostics); err != nil {
+	if err := takeDiags(ctx, r.Diagnostics); err != nil {
 		return nil, err
 	}
 	if len(r.Reads) != len(reqs) {
@@ -266,7 +262,7 @@ func (c *Client) ReadMany(ctx context.Context, reqs []*ReadRequest) ([]ReadResul
 	}
 	out := make([]ReadResult, len(reqs))
 	for i, rr := range r.Reads {
-		if err := diagsErr(rr.Diagnostics); err != nil {
+		if err := takeDiags(ctx, rr.Diagnostics); err != nil {
 			out[i].Err = err
 			continue
 		}
@@ -277,10 +273,13 @@ func (c *Client) ReadMany(ctx context.Context, reqs []*ReadRequest) ([]ReadResul
 
 func (c *Client) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {
 	r, err := c.rpc.Plan(ctx, &pb.PlanRequest{Resource: fromResource(&req.Resource), PriorConfig: req.PriorConfig, PriorOutputs: req.PriorOutputs, Workdir: req.Workdir})
+	if status.Code(err) == codes.Unimplemented {
+		return &PlanResponse{}, nil // a plugin without Plan: in place, as its schema says
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := diagsErr(r.Diagnostics); err != nil {
+	if err := takeDiags(ctx, r.Diagnostics); err != nil {
 		return nil, err
 	}
 	return &PlanResponse{RequiresReplace: r.RequiresReplace}, nil
@@ -292,8 +291,7 @@ func (c *Client) Apply(ctx context.Context, req *ApplyRequest, progress Progress
 		return nil, err
 	}
 	stream, err := c.rpc.Apply(ctx, &pb.ApplyRequest{
-		Resource: fromResource(&req.Resource), Action: string(req.Action),
-		PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
+		Resource: fromResource(&req.Resource), PriorOutputs: req.PriorOutputs, Deps: deps, Workdir: req.Workdir,
 	})
 	if err != nil {
 		return nil, err
@@ -312,7 +310,7 @@ func (c *Client) Apply(ctx context.Context, req *ApplyRequest, progress Progress
 				progress(e.Progress)
 			}
 		case *pb.ApplyEvent_Result:
-			if err := diagsErr(e.Result.Diagnostics); err != nil {
+			if err := takeDiags(ctx, e.Result.Diagnostics); err != nil {
 				return nil, err
 			}
 			return &ApplyResponse{Outputs: e.Result.Outputs, Digest: e.Result.Digest}, nil
@@ -325,5 +323,5 @@ func (c *Client) Delete(ctx context.Context, req *DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	return diagsErr(r.Diagnostics)
+	return takeDiags(ctx, r.Diagnostics)
 }

@@ -52,7 +52,7 @@ func ReadAll(ctx context.Context, p Handler, reqs []*ReadRequest) ([]ReadResult,
 const readParallel = 16
 
 // ReadEach reads each request with its own Read, up to readParallel at
-// once.
+// once. A warning of one read names its resource.
 func ReadEach(ctx context.Context, h Handler, reqs []*ReadRequest) []ReadResult {
 	out := make([]ReadResult, len(reqs))
 	sem := make(chan struct{}, readParallel)
@@ -63,7 +63,8 @@ func ReadEach(ctx context.Context, h Handler, reqs []*ReadRequest) []ReadResult 
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i].Response, out[i].Err = h.Read(ctx, req)
+			rctx := WithWarnings(ctx, func(msg string) { Warnf(ctx, "%s: %s", req.Resource.Address, msg) })
+			out[i].Response, out[i].Err = h.Read(rctx, req)
 		}()
 	}
 	wg.Wait()

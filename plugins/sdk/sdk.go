@@ -11,17 +11,12 @@ import (
 )
 
 // ProtocolVersion is the version of the provider protocol. A plugin built for
-// another version is refused at the handshake.
-const ProtocolVersion = 1
-
-// Action says what Apply is asked to do.
-type Action string
-
-const (
-	Create  Action = "create"
-	Update  Action = "update"
-	Replace Action = "replace"
-)
+// another version is refused at the handshake. It goes up with every change
+// that a peer built for the old one would misread (docs/plugins.md):
+// version 2 gave Diagnostic.Severity an invalid zero value
+// (SEVERITY_UNSPECIFIED), where version 1's zero meant ERROR, and dropped
+// ApplyRequest's action.
+const ProtocolVersion = 2
 
 // Resource is a resource as the recipe declared it.
 type Resource struct {
@@ -48,7 +43,11 @@ type TypeInfo struct {
 	Type string `json:"type"`
 	Doc  string `json:"doc,omitempty"`
 	// UpdateInPlace is true when a changed configuration can be applied in
-	// place (~) rather than by replacement (-/+).
+	// place (~) rather than by replacement (-/+). The schema the provider
+	// reports at start-up (Describe) is the one place that says so: khw's
+	// planner reads it there, as Terraform reads a provider's schema, and
+	// nothing in khw repeats it. For such a type, a ChangePlanner may still
+	// turn one particular change into a replacement.
 	UpdateInPlace bool `json:"update_in_place"`
 }
 
@@ -73,6 +72,8 @@ type ReadResponse struct {
 	Outputs json.RawMessage
 }
 
+// PlanRequest asks whether one change of a resource whose type updates in
+// place needs a replacement after all (see ChangePlanner).
 type PlanRequest struct {
 	Resource     Resource
 	PriorConfig  json.RawMessage // nil on create
@@ -84,9 +85,15 @@ type PlanResponse struct {
 	RequiresReplace bool
 }
 
+// ApplyRequest asks a provider to make a resource what its configuration
+// says. khw replaces a resource by deleting it (Delete) and then applying
+// it with nothing recorded, so Apply either creates (PriorOutputs empty) or
+// updates in place (PriorOutputs is what the last Apply returned: a type
+// whose TypeInfo.UpdateInPlace is true, or a resource that Read found gone
+// and khw makes again). A provider that finds something of its own left
+// over (a run killed mid-way) makes it anew.
 type ApplyRequest struct {
 	Resource     Resource
-	Action       Action
 	PriorOutputs json.RawMessage
 	// Deps holds the outputs of every resource this one refers to, by address.
 	Deps    map[string]json.RawMessage
@@ -111,15 +118,28 @@ type Progress func(msg string)
 // Handler serves one resource type.
 type Handler interface {
 	Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error)
-	Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error)
 	Apply(ctx context.Context, req *ApplyRequest, progress Progress) (*ApplyResponse, error)
 	Delete(ctx context.Context, req *DeleteRequest) error
 }
 
-// Provider serves a set of resource types.
+// ChangePlanner is a Handler that refines the plan of its type. Whether a
+// change is made in place or by replacement is the type's rule, its
+// TypeInfo.UpdateInPlace; khw asks Plan only when that is true and the
+// resource's configuration changes, and Plan may answer that this change
+// needs a replacement after all (net.hosts moving to another file) or fail
+// it with a diagnostic (a configuration it cannot take). A type without
+// such changes implements no Plan: the Mux answers "in place" for it.
+type ChangePlanner interface {
+	Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error)
+}
+
+// Provider serves a set of resource types: what khw talks to, in process or
+// across the plugin protocol. Its Plan is the ChangePlanner of the
+// resource's type, or "in place" (see Mux.Plan).
 type Provider interface {
 	Describe(ctx context.Context) (*Schema, error)
 	Handler
+	ChangePlanner
 }
 
 // Mux is a Provider that dispatches each call to the Handler of the
@@ -164,12 +184,17 @@ func (m *Mux) Read(ctx context.Context, req *ReadRequest) (*ReadResponse, error)
 	return h.Read(ctx, req)
 }
 
+// Plan asks the type's ChangePlanner; a type without one updates in place
+// as its TypeInfo says.
 func (m *Mux) Plan(ctx context.Context, req *PlanRequest) (*PlanResponse, error) {
 	h, err := m.handler(&req.Resource)
 	if err != nil {
 		return nil, err
 	}
-	return h.Plan(ctx, req)
+	if p, ok := h.(ChangePlanner); ok {
+		return p.Plan(ctx, req)
+	}
+	return &PlanResponse{}, nil
 }
 
 func (m *Mux) Apply(ctx context.Context, req *ApplyRequest, p Progress) (*ApplyResponse, error) {

@@ -29,7 +29,7 @@ func (e *echo) Apply(_ context.Context, req *sdk.ApplyRequest, p sdk.Progress) (
 	}
 	p("step 1")
 	p("step 2")
-	return &sdk.ApplyResponse{Outputs: sdk.Outputs(map[string]any{"action": req.Action, "deps": len(req.Deps)}), Digest: "d1"}, nil
+	return &sdk.ApplyResponse{Outputs: sdk.Outputs(map[string]any{"prior": string(req.PriorOutputs), "deps": len(req.Deps)}), Digest: "d1"}, nil
 }
 func (e *echo) Delete(_ context.Context, req *sdk.DeleteRequest) error {
 	e.deleted = append(e.deleted, req.Resource.Address)
@@ -62,12 +62,12 @@ func TestGRPCRoundTrip(t *testing.T) {
 	}
 	res := sdk.Resource{Type: "echo.thing", Name: "a", Address: "echo.thing.a", Config: []byte(`{"x":1}`)}
 	var lines []string
-	out, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res, Action: sdk.Create,
+	out, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: res,
 		Deps: map[string]json.RawMessage{"x.y": json.RawMessage(`{}`)}}, func(s string) { lines = append(lines, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(out.Outputs) != `{"action":"create","deps":1}` || out.Digest != "d1" {
+	if string(out.Outputs) != `{"deps":1,"prior":""}` || out.Digest != "d1" {
 		t.Fatalf("apply = %s %s", out.Outputs, out.Digest)
 	}
 	if strings.Join(lines, ",") != "step 1,step 2" {

@@ -228,12 +228,5 @@ func (runHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error)
 	return nil, &sdk.ReadResponse{Exists: true, Outputs: req.PriorOutputs}, nil
 }
 
-func (runHandler) Plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	if _, err := decodeRun(&req.Resource); err != nil {
-		return nil, err
-	}
-	return &sdk.PlanResponse{}, nil
-}
-
 // Delete has nothing to undo: a command cannot be taken back.
 func (runHandler) Delete(context.Context, *sdk.DeleteRequest) error { return nil }

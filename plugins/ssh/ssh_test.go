@@ -196,9 +196,9 @@ func TestLab(t *testing.T) {
 	sums := l.writeFiles(controllerFiles)
 	knownHosts := filepath.Join(l.workdir, "known_hosts")
 
-	certs := func(n *labNode, action sdk.Action, prior json.RawMessage) *sdk.ApplyRequest {
+	certs := func(n *labNode, prior json.RawMessage) *sdk.ApplyRequest {
 		return &sdk.ApplyRequest{Resource: resource("node.copy", n.name+"-certs", copyCfg(l.targetConfig(n, 20), "~", controllerFiles)),
-			Action: action, PriorOutputs: prior, Workdir: l.workdir}
+			PriorOutputs: prior, Workdir: l.workdir}
 	}
 	recorded := map[string]json.RawMessage{}
 	digests := map[string]string{}
@@ -206,7 +206,7 @@ func TestLab(t *testing.T) {
 	ok := t.Run("copy to 4 nodes at once", func(t *testing.T) {
 		reqs := map[string]*sdk.ApplyRequest{}
 		for _, name := range names {
-			reqs[name] = certs(l.nodes[name], sdk.Create, nil)
+			reqs[name] = certs(l.nodes[name], nil)
 		}
 		for name, a := range applyAll(ctx, m, reqs) {
 			n := l.nodes[name]
@@ -255,7 +255,7 @@ func TestLab(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a rewrite would show in the mtime
 		reqs := map[string]*sdk.ApplyRequest{}
 		for _, name := range names {
-			reqs[name] = certs(l.nodes[name], sdk.Update, recorded[name])
+			reqs[name] = certs(l.nodes[name], recorded[name])
 		}
 		for name, a := range applyAll(ctx, m, reqs) {
 			if a.err != nil {
@@ -288,7 +288,7 @@ func TestLab(t *testing.T) {
 	t.Run("read reports drift and deletion", func(t *testing.T) {
 		read := func(name string) *sdk.ReadResponse {
 			t.Helper()
-			resp, err := m.Read(ctx, &sdk.ReadRequest{Resource: certs(l.nodes[name], sdk.Update, nil).Resource,
+			resp, err := m.Read(ctx, &sdk.ReadRequest{Resource: certs(l.nodes[name], nil).Resource,
 				PriorOutputs: recorded[name], Workdir: l.workdir})
 			if err != nil {
 				t.Fatalf("read %s: %v", name, err)
@@ -324,9 +324,9 @@ func TestLab(t *testing.T) {
 		// command), the others one.
 		var many []*sdk.ReadRequest
 		for _, name := range names {
-			many = append(many, &sdk.ReadRequest{Resource: certs(l.nodes[name], sdk.Update, nil).Resource, PriorOutputs: recorded[name], Workdir: l.workdir})
+			many = append(many, &sdk.ReadRequest{Resource: certs(l.nodes[name], nil).Resource, PriorOutputs: recorded[name], Workdir: l.workdir})
 		}
-		again := certs(l.nodes["m1"], sdk.Update, nil).Resource
+		again := certs(l.nodes["m1"], nil).Resource
 		again.Name, again.Address = "m1-certs-again", "node.copy.m1-certs-again"
 		many = append(many, &sdk.ReadRequest{Resource: again, PriorOutputs: recorded["m1"], Workdir: l.workdir})
 		cmd := l.targetConfig(l.nodes["m1"], 20)
@@ -363,7 +363,7 @@ func TestLab(t *testing.T) {
 		// Applying again repairs exactly the changed file.
 		reqs := map[string]*sdk.ApplyRequest{}
 		for _, name := range []string{"m2", "m3", "m4"} {
-			reqs[name] = certs(l.nodes[name], sdk.Update, recorded[name])
+			reqs[name] = certs(l.nodes[name], recorded[name])
 		}
 		for name, a := range applyAll(ctx, m, reqs) {
 			if a.err != nil {
@@ -382,7 +382,7 @@ func TestLab(t *testing.T) {
 	runReq := func(n *labNode, name, command string, deps map[string]json.RawMessage) *sdk.ApplyRequest {
 		cfg := l.targetConfig(n, 20)
 		cfg["command"] = command
-		return &sdk.ApplyRequest{Resource: resource("node.run", name, cfg), Action: sdk.Create, Deps: deps, Workdir: l.workdir}
+		return &sdk.ApplyRequest{Resource: resource("node.run", name, cfg), Deps: deps, Workdir: l.workdir}
 	}
 
 	t.Run("a connection dropped under a read is dialled again", func(t *testing.T) {
@@ -490,7 +490,7 @@ func TestLab(t *testing.T) {
 		for i := range 2 * sessionsPerConn {
 			name := fmt.Sprintf("set%d", i)
 			reqs[name] = &sdk.ApplyRequest{Resource: resource("node.copy", name, copyCfg(l.targetConfig(n, 20), "~/"+name, controllerFiles)),
-				Action: sdk.Create, Workdir: l.workdir}
+				Workdir: l.workdir}
 		}
 		done := make(chan map[string]*applied, 1)
 		go func() { done <- applyAll(ctx, m, reqs) }()
@@ -563,7 +563,7 @@ func TestLab(t *testing.T) {
 		for _, name := range names {
 			n := l.nodes[name]
 			reqs[name] = &sdk.ApplyRequest{Resource: resource("node.copy", name+"-deep", copyCfg(l.targetConfig(n, 20), "~/sub/dir", controllerFiles)),
-				Action: sdk.Create, Workdir: l.workdir}
+				Workdir: l.workdir}
 		}
 		for name, a := range applyAll(ctx, sm, reqs) {
 			if a.err != nil {
@@ -613,7 +613,7 @@ func TestLab(t *testing.T) {
 			defer wg.Done()
 			t0 := time.Now()
 			_, applyErr = m.Apply(ctx, &sdk.ApplyRequest{Resource: resource("node.copy", "m9-certs", copyCfg(tc("a", 3), "~", controllerFiles)),
-				Action: sdk.Create, Workdir: l.workdir}, nil)
+				Workdir: l.workdir}, nil)
 			applyTook = time.Since(t0)
 		}()
 		go func() {
@@ -654,7 +654,7 @@ func TestLab(t *testing.T) {
 		time.AfterFunc(300*time.Millisecond, cancel)
 		t0 := time.Now()
 		_, err := m.Apply(cctx, &sdk.ApplyRequest{Resource: resource("node.copy", "m9-certs", copyCfg(tc("c", 60), "~", controllerFiles)),
-			Action: sdk.Create, Workdir: l.workdir}, nil)
+			Workdir: l.workdir}, nil)
 		if !errors.Is(err, context.Canceled) || time.Since(t0) > 3*time.Second {
 			t.Errorf("cancelled apply: %v after %v", err, time.Since(t0))
 		}
@@ -674,7 +674,7 @@ func TestLab(t *testing.T) {
 		l.restart(m1) // rebuilt: new key, and the pooled connection is dead
 		reqs := map[string]*sdk.ApplyRequest{}
 		for _, name := range names {
-			reqs[name] = certs(l.nodes[name], sdk.Update, recorded[name])
+			reqs[name] = certs(l.nodes[name], recorded[name])
 		}
 		res := applyAll(ctx, m, reqs)
 		for _, name := range []string{"m2", "m3", "m4"} {
@@ -747,7 +747,7 @@ func testBinary(t *testing.T, l *lab) {
 	}
 	n := l.nodes["m2"]
 	resp, err := prov.Apply(ctx, &sdk.ApplyRequest{Resource: resource("node.copy", "via-plugin", copyCfg(l.targetConfig(n, 20), "~/via-plugin", []string{"ca.pem", "ca-key.pem"})),
-		Action: sdk.Create, Workdir: l.workdir}, func(string) {})
+		Workdir: l.workdir}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -758,7 +758,7 @@ func testBinary(t *testing.T, l *lab) {
 	l.checkOnDisk(t, n, filepath.Join(n.home, "via-plugin"), map[string]string{"ca.pem": out.Files["ca.pem"], "ca-key.pem": out.Files["ca-key.pem"]})
 	cfg := l.targetConfig(n, 20)
 	cfg["command"] = "echo from the plugin; exit 7"
-	_, err = prov.Apply(ctx, &sdk.ApplyRequest{Resource: resource("node.run", "via-plugin", cfg), Action: sdk.Create, Workdir: l.workdir}, func(string) {})
+	_, err = prov.Apply(ctx, &sdk.ApplyRequest{Resource: resource("node.run", "via-plugin", cfg), Workdir: l.workdir}, func(string) {})
 	if err == nil || !strings.Contains(err.Error(), "exited with status 7") || !strings.Contains(err.Error(), "from the plugin") {
 		t.Errorf("failing command through the plugin: %v", err)
 	}

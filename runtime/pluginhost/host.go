@@ -70,6 +70,11 @@ type Host struct {
 	InProcess  sdk.Provider
 	SearchPath []string
 	Logger     hclog.Logger
+	// Check, when set, judges a plugin's schema as the plugin reports it
+	// at start-up (runtime.Registry.CheckSchema: does it serve what khw's
+	// builtins need from it, and nothing they need from another?). A
+	// plugin that fails it is not used: every use returns the error.
+	Check func(*sdk.Schema) error
 
 	mu      sync.Mutex
 	plugins map[string]*entry
@@ -211,8 +216,8 @@ func (h *Host) launch(ctx context.Context, name string) (*plugin.Client, sdk.Pro
 		return nil, nil, fmt.Errorf("plugin %q (%s): %v", name, path, err)
 	}
 	g := &guarded{name: name, client: client, p: raw.(sdk.Provider), log: h.Logger.Named(name)}
-	sc, err := g.Describe(ctx)
-	if err != nil {
+	sc, err := g.p.Describe(ctx)
+	if err = g.wrap(err); err != nil {
 		client.Kill()
 		return nil, nil, err
 	}
@@ -220,6 +225,13 @@ func (h *Host) launch(ctx context.Context, name string) (*plugin.Client, sdk.Pro
 		client.Kill()
 		return nil, nil, fmt.Errorf("%s says it is plugin %q, not %q", path, sc.Name, name)
 	}
+	if h.Check != nil {
+		if err := h.Check(sc); err != nil {
+			client.Kill()
+			return nil, nil, fmt.Errorf("plugin %q (%s) cannot be used: %w", name, path, err)
+		}
+	}
+	g.schema = sc
 	return client, g, nil
 }
 
@@ -251,6 +263,10 @@ type guarded struct {
 	client *plugin.Client
 	p      sdk.Provider
 	log    hclog.Logger
+	// schema is what the plugin reported at start-up: Describe answers
+	// it, so that every reading of the plugin's types (the planner's
+	// update rule) sees the one schema that was checked.
+	schema *sdk.Schema
 
 	mu   sync.Mutex
 	dead error
@@ -293,12 +309,11 @@ func (g *guarded) gone() error {
 	return g.dead
 }
 
-func (g *guarded) Describe(ctx context.Context) (*sdk.Schema, error) {
-	if err := g.gone(); err != nil {
-		return nil, err
-	}
-	s, err := g.p.Describe(ctx)
-	return s, g.wrap(err)
+// Describe is the schema the plugin reported at start-up.
+func (g *guarded) Describe(context.Context) (*sdk.Schema, error) {
+	sc := *g.schema
+	sc.Types = append([]sdk.TypeInfo(nil), g.schema.Types...)
+	return &sc, nil
 }
 
 func (g *guarded) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/khw-dev/khw/plugins/sdk"
+	"github.com/khw-dev/khw/runtime"
 )
 
 // buildTestPlugin compiles plugins/sdk/testplugin as khw-plugin-test.
@@ -61,7 +62,7 @@ func TestPluginAcrossProcesses(t *testing.T) {
 	p, _ := h.Provider(ctx, "test")
 	work := t.TempDir()
 	var progress []string
-	resp, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("a", `{"content":"hi","sleep_ms":60}`), Action: sdk.Create, Workdir: work},
+	resp, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("a", `{"content":"hi","sleep_ms":60}`), Workdir: work},
 		func(m string) { progress = append(progress, m) })
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func TestPluginCrashIsNamed(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("boom", `{"crash":true}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+		_, err := p.Apply(ctx, &sdk.ApplyRequest{Resource: resource("boom", `{"crash":true}`), Workdir: t.TempDir()}, nil)
 		done <- err
 	}()
 	select {
@@ -148,7 +149,7 @@ func TestPluginLaunchedThroughAPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: resource("p", `{"content":"x"}`), Action: sdk.Create, Workdir: t.TempDir()}, nil)
+	resp, err := p.Apply(context.Background(), &sdk.ApplyRequest{Resource: resource("p", `{"content":"x"}`), Workdir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,5 +157,27 @@ func TestPluginLaunchedThroughAPrefix(t *testing.T) {
 	_ = json.Unmarshal(resp.Outputs, &out)
 	if out.Mark != "via-prefix" {
 		t.Fatalf("the plugin did not run through the prefix: mark %q", out.Mark)
+	}
+}
+
+// A plugin whose schema does not serve what khw's builtins need from it is
+// not used, and the error names the type.
+func TestPluginSchemaIsChecked(t *testing.T) {
+	dir := buildTestPlugin(t)
+	reg := runtime.NewRegistry()
+	reg.AddType(runtime.TypeSpec{Type: "test.dir", Provider: "test"})
+	h := newHost(dir)
+	h.Check = reg.CheckSchema
+	defer h.Close()
+	_, err := h.Provider(context.Background(), "test")
+	if err == nil || !strings.Contains(err.Error(), `plugin "test" (`+filepath.Join(dir, "khw-plugin-test")+`) cannot be used: resource type "test.dir": plugin "test" does not serve it`) {
+		t.Fatalf("err = %v", err)
+	}
+	// The schema it reported at start-up is what Describe answers.
+	h2 := newHost(dir)
+	defer h2.Close()
+	sc, err := h2.Describe(context.Background(), "test")
+	if err != nil || len(sc.Types) != 1 || !sc.Types[0].UpdateInPlace {
+		t.Fatalf("describe = %+v, %v", sc, err)
 	}
 }

@@ -21,10 +21,6 @@ func (h Handler) Read(_ context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 	return &sdk.ReadResponse{Exists: exists, Drift: drift, Outputs: req.PriorOutputs}, nil
 }
 
-func (h Handler) Plan(context.Context, *sdk.PlanRequest) (*sdk.PlanResponse, error) {
-	return &sdk.PlanResponse{}, nil
-}
-
 func (h Handler) Apply(ctx context.Context, req *sdk.ApplyRequest, _ sdk.Progress) (*sdk.ApplyResponse, error) {
 	out, err := h.ApplyFn(ctx, req)
 	if err != nil {
