@@ -2,10 +2,9 @@ package all
 
 import (
 	"path/filepath"
-	"runtime"
 	"testing"
 
-	khw "github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
 )
 
 // TestThePostsRecipeWiresValuesThrough evaluates recipes/hardway.star and
@@ -13,12 +12,7 @@ import (
 // address is every node's and the Docker network's gateway, the load
 // balancer's upstreams are the controllers.
 func TestThePostsRecipeWiresValuesThrough(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	recipe := filepath.Join(filepath.Dir(file), "..", "..", "recipes", "hardway.star")
-	rec, err := Registry().Evaluate(recipe, khw.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startest.NewFixture(t, Registry()).UseRoot(filepath.Join("..", "..", "recipes")).MustEval("hardway.star", nil)
 	in := func(addr, key string) any {
 		r := rec.Resource(addr)
 		if r == nil {

@@ -5,25 +5,25 @@ import (
 	"testing"
 
 	"github.com/khw-dev/khw/builtins/all"
-	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
 )
 
 const lab = `br0 = net.bridge("br0", address = "10.200.1.1/24")
 nw = docker.network(br0)
 `
 
-func eval(src string) (*runtime.Recipe, error) {
-	return all.Registry().Evaluate("recipes/test.star", runtime.Options{Source: []byte(lab + src), Root: "."})
+// recipe is a recipe root whose test.star is the lab and then src.
+func recipe(t *testing.T, src string) *startest.Fixture {
+	f := startest.NewFixture(t, all.Registry())
+	f.File("test.star", lab+src)
+	return f
 }
 
 func TestTheRegistryOnTheLabNetwork(t *testing.T) {
-	rec, err := eval(`reg = registry.run("registry", ip = "10.200.1.5", network = nw, port = 5001)
+	rec := recipe(t, `reg = registry.run("registry", ip = "10.200.1.5", network = nw, port = 5001)
 if reg.endpoint != "10.200.1.5:5001" or reg.ip != "10.200.1.5" or reg.port != 5001:
     fail(reg.endpoint)
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
+`).MustEval("test.star", nil)
 	r := rec.Resource("registry.run.registry")
 	if r.Inputs["volume"] != "khw-registry-registry" || r.Inputs["image"] != "registry:2" || r.Inputs["network"] != "br0" ||
 		r.Provider != "docker" || strings.Join(r.Deps, " ") != "docker.network.br0" {
@@ -41,9 +41,6 @@ func TestBadRegistryInputIsRefusedWithTheRecipeLine(t *testing.T) {
 		`registry.run("Reg_1", ip = "10.200.1.5", network = nw)`:                `name "Reg_1" must be lower-case letters`,
 		`registry.run("registry", ip = "10.200.1.5", network = nw, image = "")`: `image "" is not an image name`,
 	} {
-		_, err := eval(call + "\n")
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "recipes/test.star:3:") {
-			t.Errorf("%s:\n got %v\nwant %q at recipes/test.star:3", call, err, want)
-		}
+		recipe(t, call+"\n").AssertError("test.star", nil, "test.star:3", want)
 	}
 }
