@@ -99,7 +99,7 @@ print(img.image, img.ref, img.repository, img.tag)
 // TestBadInputIsRefusedWithTheRecipeLine: each mistake fails at
 // evaluation with the line of the call and a sentence that names it.
 func TestBadInputIsRefusedWithTheRecipeLine(t *testing.T) {
-	for call, want := range map[string]string{
+	startest.NewFixture(t, all.Registry()).AssertCallErrors("test.star", lab, map[string]string{
 		`image.build("x", "Nginx", reg)`:                                                            `ref "Nginx" is not an image name`,
 		`image.build("x", "nginx@sha256:` + strings.Repeat("a", 64) + `", reg)`:                     "names a digest; give a tag",
 		`image.build("x", "nginx", "10.200.1.5:5000")`:                                              "registry must be a registry.run (the lab's registry), not string",
@@ -119,9 +119,7 @@ func TestBadInputIsRefusedWithTheRecipeLine(t *testing.T) {
 		`image.build("x", "nginx", reg, workdir = "srv")`:                                           `workdir: image path "srv"`,
 		`image.build("x", "nginx", reg, cmd = [1])`:                                                 "cmd[0] must be a string, not int",
 		`image.build("a b", "nginx", reg)`:                                                          `name "a b" must be a word`,
-	} {
-		recipe(t, call+"\n").AssertError("test.star", nil, "test.star:3", want)
-	}
+	})
 }
 
 func TestAnImageDeclaredTwiceIsRefused(t *testing.T) {

@@ -32,7 +32,7 @@ if reg.endpoint != "10.200.1.5:5001" or reg.ip != "10.200.1.5" or reg.port != 50
 }
 
 func TestBadRegistryInputIsRefusedWithTheRecipeLine(t *testing.T) {
-	for call, want := range map[string]string{
+	startest.NewFixture(t, all.Registry()).AssertCallErrors("test.star", lab, map[string]string{
 		`registry.run("registry", ip = "10.200.2.5", network = nw)`:             `ip "10.200.2.5" must be an address inside the network's subnet 10.200.1.0/24`,
 		`registry.run("registry", ip = "10.200.1.0", network = nw)`:             "is the network address",
 		`registry.run("registry", ip = "x", network = nw)`:                      `ip "x" must be an address`,
@@ -40,7 +40,5 @@ func TestBadRegistryInputIsRefusedWithTheRecipeLine(t *testing.T) {
 		`registry.run("registry", ip = "10.200.1.5", network = nw, port = 0)`:   "port 0 is not a port number",
 		`registry.run("Reg_1", ip = "10.200.1.5", network = nw)`:                `name "Reg_1" must be lower-case letters`,
 		`registry.run("registry", ip = "10.200.1.5", network = nw, image = "")`: `image "" is not an image name`,
-	} {
-		recipe(t, call+"\n").AssertError("test.star", nil, "test.star:3", want)
-	}
+	})
 }

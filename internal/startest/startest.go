@@ -11,10 +11,14 @@
 package startest
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,6 +174,68 @@ func (f *Fixture) CheckError(err error, at string, want ...string) error {
 		}
 	}
 	return err
+}
+
+// AssertCallErrors checks a builtin's argument checks: for each call (one
+// line) file is written as prelude and then the call, and its evaluation
+// must fail on the call's line with an error that says want.
+func (f *Fixture) AssertCallErrors(file, prelude string, calls map[string]string) {
+	f.t.Helper()
+	if prelude != "" && !strings.HasSuffix(prelude, "\n") {
+		prelude += "\n"
+	}
+	at := fmt.Sprintf("%s:%d", file, strings.Count(prelude, "\n")+1)
+	for _, call := range slices.Sorted(maps.Keys(calls)) {
+		f.File(file, prelude+call+"\n")
+		f.AssertError(file, nil, at, calls[call])
+	}
+}
+
+// Want is what a declared resource should be. A field left zero is not
+// checked; Deps: []string{} checks that there are none.
+type Want struct {
+	Type, Provider string
+	// Inputs and Settings name the values to check (not all of them),
+	// compared as JSON: 1 and 1.0 are the same, "1" is not.
+	Inputs, Settings map[string]any
+	// Deps and After are all of them, in order (sorted, as runtime.Refs
+	// gives them).
+	Deps, After []string
+}
+
+// AssertResource fails the test unless rec declares a resource at addr
+// that is as want says, and returns it (nil when there is none).
+func (f *Fixture) AssertResource(rec *runtime.Recipe, addr string, want Want) *runtime.Resource {
+	f.t.Helper()
+	r := rec.Resource(addr)
+	if r == nil {
+		var have []string
+		for _, r := range rec.Resources {
+			have = append(have, r.Addr())
+		}
+		f.t.Errorf("%s is not declared; the recipe declares %s", addr, strings.Join(have, ", "))
+		return nil
+	}
+	for what, got := range map[string][2]string{"type": {r.Type, want.Type}, "provider": {r.Provider, want.Provider}} {
+		if got[1] != "" && got[0] != got[1] {
+			f.t.Errorf("%s: %s %q, want %q", addr, what, got[0], got[1])
+		}
+	}
+	for what, m := range map[string][2]map[string]any{"inputs": {r.Inputs, want.Inputs}, "settings": {r.Settings, want.Settings}} {
+		for _, k := range slices.Sorted(maps.Keys(m[1])) {
+			got, _ := json.Marshal(m[0][k])
+			exp, _ := json.Marshal(m[1][k])
+			if _, ok := m[0][k]; !ok || string(got) != string(exp) {
+				f.t.Errorf("%s: %s[%q] = %s, want %s", addr, what, k, got, exp)
+			}
+		}
+	}
+	for what, l := range map[string][2][]string{"deps": {r.Deps, want.Deps}, "after": {r.After, want.After}} {
+		if l[1] != nil && !slices.Equal(l[0], l[1]) {
+			f.t.Errorf("%s: %s %q, want %q", addr, what, l[0], l[1])
+		}
+	}
+	return r
 }
 
 // line is the recipe text at a position file:line, for a failing test's

@@ -2,6 +2,7 @@ package startest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,18 +40,20 @@ func catch(fn func()) {
 	fn()
 }
 
-// registry has one builtin, t.thing(name), that refuses the name "bad".
+// registry has one builtin, t.thing(name, deps = []), that refuses the
+// name "bad"; its input n is the name's length.
 func registry() *runtime.Registry {
 	reg := runtime.NewRegistry()
 	reg.Add(&runtime.Builtin{Module: "t", Name: "thing", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var name string
-		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+		deps := starlark.NewList(nil)
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "deps?", &deps); err != nil {
 			return nil, err
 		}
 		if name == "bad" {
 			return nil, runtime.Errorf(b, "name %q is bad", name)
 		}
-		r := &runtime.Resource{Type: "t.thing", Name: name}
+		r := &runtime.Resource{Type: "t.thing", Name: name, Inputs: map[string]any{"n": len(name)}, Deps: runtime.Refs(deps)}
 		return &runtime.Handle{Res: r}, runtime.Declare(thread, r)
 	}})
 	return reg
@@ -113,5 +116,57 @@ func TestUseRootRefusesWrites(t *testing.T) {
 	}
 	if _, err := f.Eval("x.star", nil); err == nil {
 		t.Error("File wrote into the tree")
+	}
+}
+
+func TestAssertCallErrors(t *testing.T) {
+	rec := &recorder{TB: t}
+	f := NewFixture(rec, registry())
+	f.AssertCallErrors("main.star", "t.thing(\"a\")", map[string]string{
+		`t.thing("bad")`:    "is bad",
+		`t.thing(1)`:        "for parameter name: got int, want string",
+		`t.thing("b")`:      "anything",
+		`t.thing(nope = 1)`: "is bad",
+	})
+	want := []string{
+		`main.star:2: t.thing("b"): evaluated, want an error that says ["anything"]`,
+		`main.star:2: t.thing(nope = 1): the error does not say "is bad":` + "\n" + f.Path("main.star") + `:2:8: t.thing: unexpected keyword argument "nope"`,
+	}
+	if !slices.Equal(rec.errs, want) {
+		t.Errorf("reported %q\nwant %q", rec.errs, want)
+	}
+}
+
+func TestAssertResource(t *testing.T) {
+	rec := &recorder{TB: t}
+	f := NewFixture(rec, registry())
+	f.File("main.star", "a = t.thing(\"a\")\nt.thing(\"bb\", deps = [a])\n")
+	r := f.MustEval("main.star", nil)
+	f.AssertResource(r, "t.thing.bb", Want{Type: "t.thing", Provider: runtime.InProcess,
+		Inputs: map[string]any{"n": 2}, Deps: []string{"t.thing.a"}, After: []string{}})
+	f.AssertResource(r, "t.thing.a", Want{Deps: []string{}})
+	if len(rec.errs) != 0 {
+		t.Fatalf("reported %q for what holds", rec.errs)
+	}
+	for _, c := range []struct {
+		addr   string
+		want   Want
+		report string
+	}{
+		{"t.thing.c", Want{}, "t.thing.c is not declared; the recipe declares t.thing.a, t.thing.bb"},
+		{"t.thing.bb", Want{Type: "t.other"}, `t.thing.bb: type "t.thing", want "t.other"`},
+		{"t.thing.bb", Want{Provider: "ssh"}, `t.thing.bb: provider "khw", want "ssh"`},
+		{"t.thing.bb", Want{Inputs: map[string]any{"n": "2"}}, `t.thing.bb: inputs["n"] = 2, want "2"`},
+		{"t.thing.bb", Want{Inputs: map[string]any{"m": nil}}, `t.thing.bb: inputs["m"] = null, want null`},
+		{"t.thing.bb", Want{Settings: map[string]any{"s": 1}}, `t.thing.bb: settings["s"] = null, want 1`},
+		{"t.thing.bb", Want{Deps: []string{}}, `t.thing.bb: deps ["t.thing.a"], want []`},
+		{"t.thing.a", Want{Deps: []string{"t.thing.bb"}}, `t.thing.a: deps [], want ["t.thing.bb"]`},
+		{"t.thing.a", Want{After: []string{"t.thing.bb"}}, `t.thing.a: after [], want ["t.thing.bb"]`},
+	} {
+		rec.errs = nil
+		f.AssertResource(r, c.addr, c.want)
+		if len(rec.errs) != 1 || rec.errs[0] != c.report {
+			t.Errorf("%s %+v: reported %q, want %q", c.addr, c.want, rec.errs, c.report)
+		}
 	}
 }
