@@ -88,14 +88,21 @@ func removeStale() {
 // it in CI (CI=true, as .ci/run sets), so that a green CI means it ran.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root to make network namespaces, and CI=true: CI runs as root")
-		}
-		t.Skip("needs root to make network namespaces")
-	}
+	RequireRootTo(t, "make network namespaces")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("iproute2 is not installed (make deps)")
+	}
+}
+
+// RequireRootTo is RequireRoot for a test that needs root for something
+// else: what, as in "needs root to mount a tmpfs".
+func RequireRootTo(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs root to %s, and CI=true: CI runs as root", what)
+		}
+		t.Skipf("needs root to %s", what)
 	}
 }
 
