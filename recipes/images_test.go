@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/khw-dev/khw/builtins/all"
-	"github.com/khw-dev/khw/runtime"
 )
 
 // TestTheClustersImages: make_images declares the images under the names
@@ -22,7 +19,7 @@ imgs = make_images(reg, struct(files = {"pause": art.private}), struct(files = {
 if sorted(imgs.keys()) != ["busybox", "busybox-1.28", "coredns", "nginx", "pause"]:
     fail(imgs.keys())
 `
-	rec, err := all.Registry().Evaluate("images-test.star", runtime.Options{Source: []byte(src)})
+	rec, err := recipes(t).EvalSource("images-test.star", src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

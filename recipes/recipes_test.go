@@ -12,25 +12,13 @@ import (
 	"testing"
 
 	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/internal/startest"
 	"github.com/khw-dev/khw/runtime"
 )
 
-func eval(t *testing.T, file string, params map[string]string) *runtime.Recipe {
-	t.Helper()
-	r, err := all.Registry().Evaluate(file, runtime.Options{Params: params})
-	if err != nil {
-		t.Fatalf("%s %v: %v", file, params, err)
-	}
-	return r
-}
-
-func evalErr(t *testing.T, file string, params map[string]string) string {
-	t.Helper()
-	_, err := all.Registry().Evaluate(file, runtime.Options{Params: params})
-	if err == nil {
-		t.Fatalf("%s %v: evaluated, want an error", file, params)
-	}
-	return err.Error()
+// recipes is this directory as the recipe root, with every builtin.
+func recipes(t *testing.T) *startest.Fixture {
+	return startest.NewFixture(t, all.Registry()).UseRoot(".")
 }
 
 // shape is what a resource is, without where it was declared.
@@ -58,12 +46,12 @@ func shapes(t *testing.T, r *runtime.Recipe) map[string]shape {
 // with --set controllers=3 declare the same resources with the same inputs.
 func TestThreeMastersForkEqualsSetControllers(t *testing.T) {
 	partOne := map[string]string{"part": "1"}
-	if n := len(eval(t, "examples/three-masters.star", partOne).Resources); n != 50 {
+	if n := len(recipes(t).MustEval("examples/three-masters.star", partOne).Resources); n != 50 {
 		t.Errorf("the fork's Part 1 declares %d resources, want the post's 46 + m3's vm, 3 copies", n)
 	}
-	post := len(eval(t, "hardway.star", nil).Resources)
-	fork := shapes(t, eval(t, "examples/three-masters.star", nil))
-	set := shapes(t, eval(t, "hardway.star", map[string]string{"controllers": "3"}))
+	post := len(recipes(t).MustEval("hardway.star", nil).Resources)
+	fork := shapes(t, recipes(t).MustEval("examples/three-masters.star", nil))
+	set := shapes(t, recipes(t).MustEval("hardway.star", map[string]string{"controllers": "3"}))
 	// m3: its vm and 3 copies (Part 1); its binaries, etcd certs and
 	// Kubernetes files, and 4 services (Part 2).
 	if len(fork) != post+4+7 {
@@ -84,7 +72,7 @@ func TestThreeMastersForkEqualsSetControllers(t *testing.T) {
 // TestAThirdControllerFollowsEverywhere: m3 is in the API server's SANs,
 // the load balancer's upstreams, and gets the controller files.
 func TestAThirdControllerFollowsEverywhere(t *testing.T) {
-	r := eval(t, "hardway.star", map[string]string{"controllers": "3"})
+	r := recipes(t).MustEval("hardway.star", map[string]string{"controllers": "3"})
 	vm := r.Resource("vm.m3")
 	if vm == nil || vm.Inputs["ip"] != "10.200.1.12" || vm.Inputs["role"] != "controller" {
 		t.Fatalf("vm.m3: %+v", vm)
@@ -133,7 +121,7 @@ func TestAThirdControllerFollowsEverywhere(t *testing.T) {
 // its own certificate, and the kubelets' cluster DNS is the service range's
 // tenth address.
 func TestWorkersFollowTheTable(t *testing.T) {
-	r := eval(t, "hardway.star", map[string]string{"workers": "3"})
+	r := recipes(t).MustEval("hardway.star", map[string]string{"workers": "3"})
 	for _, a := range []string{"node.copy.n3-binaries", "node.copy.n3-cni-plugins", "node.copy.n3-kubelet-files",
 		"node.service.n3-containerd", "node.service.n3-kubelet", "node.service.n3-kube-proxy", "node.service.n3-flanneld"} {
 		if r.Resource(a) == nil {
@@ -161,28 +149,25 @@ func TestResizingTheTables(t *testing.T) {
 		return nil
 	}
 	// The post's table as written.
-	post := eval(t, "hardway.star", nil)
+	post := recipes(t).MustEval("hardway.star", nil)
 	if ip(post, "vm.m1") != "10.200.1.10" || ip(post, "vm.n2") != "10.200.1.14" || post.Resource("vm.m3") != nil {
 		t.Fatal("the post's table changed")
 	}
 	// n3 skips the load balancer's .15; m4 skips the workers and the LB.
-	r := eval(t, "hardway.star", map[string]string{"workers": "3", "controllers": "4"})
+	r := recipes(t).MustEval("hardway.star", map[string]string{"workers": "3", "controllers": "4"})
 	for addr, want := range map[string]string{"vm.m3": "10.200.1.12", "vm.m4": "10.200.1.16", "vm.n3": "10.200.1.17"} {
 		if got := ip(r, addr); got != want {
 			t.Errorf("%s at %v, want %s", addr, got, want)
 		}
 	}
 	// Fewer keeps the first.
-	r = eval(t, "hardway.star", map[string]string{"controllers": "1"})
+	r = recipes(t).MustEval("hardway.star", map[string]string{"controllers": "1"})
 	if r.Resource("vm.m1") == nil || r.Resource("vm.m2") != nil {
 		t.Error("controllers=1 did not keep only m1")
 	}
-	if msg := evalErr(t, "hardway.star", map[string]string{"workers": "300"}); !strings.Contains(msg, "300 n nodes do not fit in 10.200.1.0/24") {
-		t.Errorf("workers=300: %s", msg)
-	}
-	if msg := evalErr(t, "hardway.star", map[string]string{"controllers": "-1"}); !strings.Contains(msg, "whole number") {
-		t.Errorf("controllers=-1: %s", msg)
-	}
+	f := recipes(t)
+	f.AssertError("hardway.star", map[string]string{"workers": "300"}, "lib/topology.star", "300 n nodes do not fit in 10.200.1.0/24")
+	f.AssertError("hardway.star", map[string]string{"controllers": "-1"}, "lib/topology.star", "whole number")
 }
 
 // TestExamples: every example evaluates, and each places its nodes as it says.
@@ -192,9 +177,9 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("examples: %v", files)
 	}
 	for _, f := range files {
-		eval(t, f, nil)
+		recipes(t).MustEval(f, nil)
 	}
-	mixed := eval(t, "examples/mixed-hypervisors.star", map[string]string{"container_image": "khw/node:local", "image": "/base.qcow2"})
+	mixed := recipes(t).MustEval("examples/mixed-hypervisors.star", map[string]string{"container_image": "khw/node:local", "image": "/base.qcow2"})
 	for addr, want := range map[string]string{"vm.m1": "libvirt", "vm.m2": "libvirt", "vm.n1": "docker", "vm.n2": "docker"} {
 		if got := mixed.Resource(addr).Provider; got != want {
 			t.Errorf("%s made by %s, want %s", addr, got, want)
@@ -206,7 +191,7 @@ func TestExamples(t *testing.T) {
 	if img := mixed.Resource("vm.m1").Inputs["image"]; img != "/base.qcow2" {
 		t.Errorf("VM image %v", img)
 	}
-	hosts := eval(t, "examples/two-hosts.star", map[string]string{"hv2_uri": "qemu+ssh://root@hv2/system"})
+	hosts := recipes(t).MustEval("examples/two-hosts.star", map[string]string{"hv2_uri": "qemu+ssh://root@hv2/system"})
 	uri := func(addr string) any { return hosts.Resource(addr).Inputs["options"].(map[string]any)["uri"] }
 	if uri("vm.n1") != "qemu+ssh://root@hv2/system" || uri("vm.m1") != "qemu:///system" {
 		t.Errorf("placement: n1 on %v, m1 on %v", uri("vm.n1"), uri("vm.m1"))
@@ -218,8 +203,6 @@ func TestPlacementErrors(t *testing.T) {
 		"hypervisor=virtualbox": `unknown hypervisor "virtualbox": the hypervisors are libvirt, docker, none`,
 	} {
 		k, v, _ := strings.Cut(set, "=")
-		if msg := evalErr(t, "hardway.star", map[string]string{k: v}); !strings.Contains(msg, want) || !strings.Contains(msg, "hardway.star:") {
-			t.Errorf("--set %s: %s", set, msg)
-		}
+		recipes(t).AssertError("hardway.star", map[string]string{k: v}, "lib/lab.star", want, "called from hardway.star:")
 	}
 }

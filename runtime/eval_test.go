@@ -13,18 +13,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func evalErr(t *testing.T, e *env, src string, params map[string]string) error {
-	t.Helper()
-	_, err := e.reg.Evaluate(e.write("main.star", src), runtime.Options{Params: params})
-	return err
-}
-
 func TestLoadStaysInsideTheRoot(t *testing.T) {
 	e := newEnv(t)
-	e.write("lib/ok.star", `x = 1`)
-	outside := filepath.Join(filepath.Dir(e.dir), "outside.star")
+	e.File("lib/ok.star", `x = 1`)
+	outside := filepath.Join(filepath.Dir(e.Root()), "outside.star")
 	_ = os.WriteFile(outside, []byte("x = 2"), 0o644)
-	_ = os.Symlink(outside, filepath.Join(e.dir, "lib", "link.star"))
+	_ = os.Symlink(outside, e.Path("lib/link.star"))
 	for src, want := range map[string]string{
 		`load("lib/ok.star", "x")`:             "",
 		`load("../outside.star", "x")`:         `load() "../outside.star" is outside the recipe root`,
@@ -35,36 +29,33 @@ func TestLoadStaysInsideTheRoot(t *testing.T) {
 		`x = time.now()`:                       "undefined: time",
 		`x = fake.thing("a", "1", colour = 1)`: `unexpected keyword argument "colour"`,
 	} {
-		err := evalErr(t, e, src, nil)
-		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
-			t.Errorf("%s: err = %v, want %q", src, err, want)
-		}
-		if want != "" && err != nil && !strings.Contains(err.Error(), "main.star:1:") {
-			t.Errorf("%s: no position in %v", src, err)
+		e.File("main.star", src)
+		if want != "" {
+			e.AssertError("main.star", nil, "main.star:1", want)
+		} else if _, err := e.Eval("main.star", nil); err != nil {
+			t.Errorf("%s: %v", src, err)
 		}
 	}
 }
 
 func TestLoadCycleIsAnError(t *testing.T) {
 	e := newEnv(t)
-	e.write("a.star", `load("b.star", "y")`+"\nx = 1")
-	e.write("b.star", `load("a.star", "x")`+"\ny = 1")
-	if err := evalErr(t, e, `load("a.star", "x")`, nil); err == nil || !strings.Contains(err.Error(), "cycle") {
-		t.Fatalf("err = %v", err)
-	}
+	e.File("a.star", `load("b.star", "y")`+"\nx = 1")
+	e.File("b.star", `load("a.star", "x")`+"\ny = 1")
+	e.File("main.star", `load("a.star", "x")`)
+	e.AssertError("main.star", nil, "", "cycle")
 }
 
 func TestALoopThatNeverEndsIsAnError(t *testing.T) {
 	e := newEnv(t)
-	e.write("lib/spin.star", "def spin():\n    for i in range(1 << 62):\n        pass\n")
+	e.File("lib/spin.star", "def spin():\n    for i in range(1 << 62):\n        pass\n")
+	e.MaxSteps = 10000
 	for _, src := range []string{
 		"for i in range(1 << 62):\n    pass\n",
 		"load(\"lib/spin.star\", \"spin\")\nspin()\n",
 	} {
-		_, err := e.reg.Evaluate(filepath.Join(e.dir, "main.star"), runtime.Options{Source: []byte(src), MaxSteps: 10000})
-		if err == nil || !strings.Contains(err.Error(), "main.star:") || !strings.Contains(err.Error(), "the recipe took more than 10000 steps") {
-			t.Errorf("%q: err = %v", src, err)
-		}
+		_, err := e.EvalSource("main.star", src, nil)
+		e.CheckError(err, "", "main.star:", "the recipe took more than 10000 steps")
 	}
 }
 
@@ -78,8 +69,8 @@ l = param("l", ["a"])
 li = param("li", [1])
 fake.thing("t", "%d %s %s %s %s" % (n, b, s, l, li))
 `
-	rec, err := e.reg.Evaluate(e.write("main.star", src), runtime.Options{Params: map[string]string{
-		"n": "3", "b": "true", "s": "y", "l": "p,q", "li": "4,5"}})
+	e.File("main.star", src)
+	rec, err := e.Eval("main.star", map[string]string{"n": "3", "b": "true", "s": "y", "l": "p,q", "li": "4,5"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +84,7 @@ fake.thing("t", "%d %s %s %s %s" % (n, b, s, l, li))
 		"zz=1":    "--set zz: ",
 	} {
 		k, v, _ := strings.Cut(params, "=")
-		if err := evalErr(t, e, src, map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: err = %v", params, err)
-		}
+		e.AssertError("main.star", map[string]string{k: v}, "", want)
 	}
 }
 
@@ -107,7 +96,7 @@ func TestPlanTextGolden(t *testing.T) {
 	p := e.plan(strings.Replace(chain, `fake.thing("a", "1")`, `fake.thing("a", "2")`, 1) + "\nfake.thing(\"e\", \"new\")\n")
 	var buf bytes.Buffer
 	runtime.PrintPlan(&buf, p)
-	got := strings.ReplaceAll(buf.String(), e.dir+"/", "")
+	got := strings.ReplaceAll(buf.String(), e.Root()+"/", "")
 	file := "testdata/plan.golden"
 	if *update {
 		_ = os.WriteFile(file, []byte(got), 0o644)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"github.com/khw-dev/khw/internal/startest"
 	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime"
 )
@@ -122,11 +121,12 @@ func thingBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	return &runtime.Handle{Res: r}, nil
 }
 
+// env is a recipe root with the fake builtin (startest's fixture), a
+// workdir, and the fake provider behind it.
 type env struct {
+	*startest.Fixture
 	t       *testing.T
-	reg     *runtime.Registry
 	f       *fake
-	dir     string
 	workdir string
 	store   *runtime.Store
 }
@@ -137,17 +137,13 @@ func newEnv(t *testing.T) *env {
 	reg.Add(&runtime.Builtin{Module: "fake", Name: "thing", Fn: thingBuiltin})
 	reg.AddType(runtime.TypeSpec{Type: "fake.thing", Handler: f, UpdateInPlace: true})
 	reg.AddType(runtime.TypeSpec{Type: "fake.fixed", Handler: f})
-	e := &env{t: t, reg: reg, f: f, dir: t.TempDir(), workdir: t.TempDir()}
-	return e
+	return &env{Fixture: startest.NewFixture(t, reg), t: t, f: f, workdir: t.TempDir()}
 }
 
-func (e *env) write(name, src string) string {
-	p := filepath.Join(e.dir, name)
-	_ = os.MkdirAll(filepath.Dir(p), 0o755)
-	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
+// eval evaluates src as main.star.
+func (e *env) eval(src string) (*runtime.Recipe, error) {
+	e.File("main.star", src)
+	return e.Eval("main.star", nil)
 }
 
 type providers struct{ p sdk.Provider }
@@ -169,7 +165,7 @@ func (e *env) plan(src string, targets ...string) *runtime.Plan {
 }
 
 func (e *env) planErr(src string, targets ...string) (*runtime.Plan, error) {
-	rec, err := e.reg.Evaluate(e.write("main.star", src), runtime.Options{})
+	rec, err := e.eval(src)
 	if err != nil {
 		return nil, err
 	}
@@ -178,12 +174,12 @@ func (e *env) planErr(src string, targets ...string) (*runtime.Plan, error) {
 		return nil, err
 	}
 	e.store = st
-	pl := &runtime.Planner{Providers: providers{e.reg.InProcess()}, Workdir: e.workdir, Refresh: true, Targets: targets}
+	pl := &runtime.Planner{Providers: providers{e.Registry().InProcess()}, Workdir: e.workdir, Refresh: true, Targets: targets}
 	return pl.Plan(context.Background(), rec, st)
 }
 
 func (e *env) apply(p *runtime.Plan) error {
-	ex := &runtime.Executor{Providers: providers{e.reg.InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4}
+	ex := &runtime.Executor{Providers: providers{e.Registry().InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4}
 	return ex.Apply(context.Background(), p)
 }
 

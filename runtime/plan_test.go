@@ -91,13 +91,20 @@ func TestDependencyRemadeElsewhere(t *testing.T) {
 	}
 }
 
-func TestDriftAndGone(t *testing.T) {
+// drifted is an env whose chain was applied, then fake.thing.d changed
+// and fake.thing.a deleted behind khw's back.
+func drifted(t *testing.T) *env {
 	e := newEnv(t)
 	if err := e.apply(e.plan(chain)); err != nil {
 		t.Fatal(err)
 	}
 	e.f.world["fake.thing.d"] = "tampered"
 	delete(e.f.world, "fake.thing.a")
+	return e
+}
+
+func TestDriftAndGone(t *testing.T) {
+	e := drifted(t)
 	p := e.plan(chain)
 	if got := summary(p); got != "create fake.thing.a\nreplace fake.fixed.c\nupdate fake.thing.b\nupdate fake.thing.d" {
 		t.Fatalf("plan:\n%s", got)
@@ -252,12 +259,12 @@ func TestPlanJSONHasNoSecretsAndAllChanges(t *testing.T) {
 // read-back, as a warning.
 func TestProviderErrorsNameTheDeclaringLineAndTheHint(t *testing.T) {
 	e := newEnv(t)
-	e.write("lib.star", "def make(name):\n    return fake.thing(name, \"1\")\n")
+	e.File("lib.star", "def make(name):\n    return fake.thing(name, \"1\")\n")
 	src := "load(\"lib.star\", \"make\")\n\nmake(\"a\")\nfake.thing(\"b\", \"1\")\n"
 	e.f.fail["fake.thing.a"] = true
 	e.f.hint = "start the daemon"
 	err := e.apply(e.plan(src))
-	want := "fake.thing.a (declared at " + filepath.Join(e.dir, "lib.star") + ":2, called from " + filepath.Join(e.dir, "main.star") +
+	want := "fake.thing.a (declared at " + filepath.Join(e.Root(), "lib.star") + ":2, called from " + filepath.Join(e.Root(), "main.star") +
 		":3): it broke\n  hint: start the daemon"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err =\n%v\nwant\n%s", err, want)
@@ -265,7 +272,7 @@ func TestProviderErrorsNameTheDeclaringLineAndTheHint(t *testing.T) {
 
 	e.f.noRead["fake.thing.b"] = true
 	p := e.plan(src)
-	want = "fake.thing.b (declared at " + filepath.Join(e.dir, "main.star") + ":4): could not read it back, so the recorded state is trusted: " +
+	want = "fake.thing.b (declared at " + filepath.Join(e.Root(), "main.star") + ":4): could not read it back, so the recorded state is trusted: " +
 		"the daemon is not running\n  hint: start the daemon"
 	if len(p.Warnings) != 1 || p.Warnings[0] != want {
 		t.Fatalf("warnings = %q\nwant %q", p.Warnings, want)
@@ -283,7 +290,7 @@ func TestProviderWarningsAreShown(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var events []string
-	ex := &runtime.Executor{Providers: providers{e.reg.InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4,
+	ex := &runtime.Executor{Providers: providers{e.Registry().InProcess()}, Workdir: e.workdir, Store: e.store, Parallelism: 4,
 		OnEvent: func(ev runtime.Event) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -397,17 +404,12 @@ func (p batchingProviders) Provider(context.Context, string) (sdk.Provider, erro
 // batches is asked once for all its recorded resources, and drift and
 // deletion found in the batch plan as they do one by one.
 func TestRefreshReadsAProvidersResourcesInOneBatch(t *testing.T) {
-	e := newEnv(t)
-	if err := e.apply(e.plan(chain)); err != nil {
-		t.Fatal(err)
-	}
-	e.f.world["fake.thing.d"] = "tampered"
-	delete(e.f.world, "fake.thing.a")
-	rec, err := e.reg.Evaluate(e.write("main.star", chain), runtime.Options{})
+	e := drifted(t)
+	rec, err := e.eval(chain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &batching{Provider: e.reg.InProcess()}
+	b := &batching{Provider: e.Registry().InProcess()}
 	pl := &runtime.Planner{Providers: batchingProviders{b}, Workdir: e.workdir, Refresh: true}
 	p, err := pl.Plan(context.Background(), rec, e.store)
 	if err != nil {

@@ -49,12 +49,12 @@ func boxBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 // replacement, with a warning that names the resource.
 func TestUpdateRuleComesFromTheSchema(t *testing.T) {
 	e := newEnv(t)
-	e.reg.Add(&runtime.Builtin{Module: "box", Name: "thing", Fn: boxBuiltin})
-	e.reg.AddType(runtime.TypeSpec{Type: "box.thing", Provider: "box"})
+	e.Registry().Add(&runtime.Builtin{Module: "box", Name: "thing", Fn: boxBuiltin})
+	e.Registry().AddType(runtime.TypeSpec{Type: "box.thing", Provider: "box"})
 	box := newFake()
 	plan := func(ps plugged, value string) *runtime.Plan {
 		t.Helper()
-		rec, err := e.reg.Evaluate(e.write("main.star", `box.thing("a", "`+value+`")`), runtime.Options{})
+		rec, err := e.Registry().Evaluate(e.File("main.star", `box.thing("a", "`+value+`")`), runtime.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestUpdateRuleComesFromTheSchema(t *testing.T) {
 	for _, inPlace := range []bool{true, false} {
 		m := sdk.NewMux("box", "1")
 		m.Handle(sdk.TypeInfo{Type: "box.thing", UpdateInPlace: inPlace}, box)
-		ps := plugged{in: e.reg.InProcess(), box: m}
+		ps := plugged{in: e.Registry().InProcess(), box: m}
 		p := plan(ps, "1")
 		ex := &runtime.Executor{Providers: ps, Workdir: e.workdir, Store: e.store}
 		if err := ex.Apply(context.Background(), p); err != nil {
@@ -84,7 +84,7 @@ func TestUpdateRuleComesFromTheSchema(t *testing.T) {
 			t.Fatalf("schema says update_in_place=%v: plan %q, want %q", inPlace, got, want)
 		}
 		// Not installed any more: planned as a replacement, and said so.
-		p = plan(plugged{in: e.reg.InProcess()}, "2")
+		p = plan(plugged{in: e.Registry().InProcess()}, "2")
 		if summary(p) != "replace box.thing.a" || len(p.Warnings) != 1 ||
 			!strings.Contains(p.Warnings[0], "box.thing.a (declared at") || !strings.Contains(p.Warnings[0], `plugin "box" is not installed`) {
 			t.Fatalf("without the plugin: %q, warnings %q", summary(p), p.Warnings)

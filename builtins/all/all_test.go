@@ -2,11 +2,11 @@ package all
 
 import (
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
-	khw "github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
+	khwruntime "github.com/khw-dev/khw/runtime"
 )
 
 // TestThePostsRecipeWiresValuesThrough evaluates recipes/hardway.star and
@@ -14,12 +14,7 @@ import (
 // address is every node's and the Docker network's gateway, the load
 // balancer's upstreams are the controllers.
 func TestThePostsRecipeWiresValuesThrough(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	recipe := filepath.Join(filepath.Dir(file), "..", "..", "recipes", "hardway.star")
-	rec, err := Registry().Evaluate(recipe, khw.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startest.NewFixture(t, Registry()).UseRoot(filepath.Join("..", "..", "recipes")).MustEval("hardway.star", nil)
 	in := func(addr, key string) any {
 		r := rec.Resource(addr)
 		if r == nil {
@@ -45,10 +40,9 @@ func TestThePostsRecipeWiresValuesThrough(t *testing.T) {
 }
 
 // evalSource evaluates a recipe given as text with every builtin.
-func evalSource(t *testing.T, src string) (*khw.Recipe, error) {
+func evalSource(t *testing.T, src string) (*khwruntime.Recipe, error) {
 	t.Helper()
-	dir := t.TempDir()
-	return Registry().Evaluate(filepath.Join(dir, "main.star"), khw.Options{Root: dir, Source: []byte(src)})
+	return startest.NewFixture(t, Registry()).EvalSource("main.star", src, nil)
 }
 
 // A plugin's own type is declared with plugin.resource, its provider the

@@ -7,14 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	khw "github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
 )
 
 // fuzzSteps bounds each file's Starlark steps while fuzzing: the post's
@@ -26,26 +25,10 @@ const fuzzSteps = 100_000
 // recipe can name (load("ca-key.pem"), pki.csr_json("ca-key.pem")) but whose
 // contents must never show in an error. It returns the root and the key's
 // base64 body.
-func fuzzRoot(f *testing.F) (string, string) {
-	root := f.TempDir()
-	src := filepath.Join("..", "..", "recipes")
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(rel)), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(root, rel), b, 0o644)
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+func fuzzRoot(f *testing.F) (*startest.Fixture, string) {
+	root := startest.NewFixture(f, Registry())
+	root.MaxSteps = fuzzSteps
+	root.CopyDir(filepath.Join("..", "..", "recipes"))
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		f.Fatal(err)
@@ -56,9 +39,7 @@ func fuzzRoot(f *testing.F) (string, string) {
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 	for _, name := range []string{"ca-key.pem", "lib/ca-key.star"} {
-		if err := os.WriteFile(filepath.Join(root, name), keyPEM, 0o600); err != nil {
-			f.Fatal(err)
-		}
+		root.File(name, string(keyPEM))
 	}
 	lines := strings.Split(strings.TrimSpace(string(keyPEM)), "\n")
 	return root, strings.Join(lines[1:len(lines)-1], "")
@@ -81,11 +62,10 @@ func leaks(msg, src, body string) string {
 // declared resource's inputs are JSON (plan hashes them and sends them to
 // providers) and refer only to resources declared before it; an error
 // shows no key material.
-func evaluate(t *testing.T, root, keyBody, src string, params map[string]string) {
+func evaluate(t *testing.T, root *startest.Fixture, keyBody, src string, params map[string]string) {
 	t.Helper()
 	start := time.Now()
-	rec, err := Registry().Evaluate(filepath.Join(root, "fuzz.star"),
-		khw.Options{Root: root, Source: []byte(src), Params: params, MaxSteps: fuzzSteps})
+	rec, err := root.EvalSource("fuzz.star", src, params)
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("evaluation took %s", d)
 	}

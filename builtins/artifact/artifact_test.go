@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khw-dev/khw/internal/startest"
 	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime"
 )
@@ -59,11 +60,14 @@ func fakeCatalog(t testing.TB) Catalog {
 	}}
 }
 
-func evaluate(t *testing.T, cat Catalog, src string) (*runtime.Recipe, error) {
-	t.Helper()
+// recipe is a recipe root whose recipe.star is src, evaluated with the
+// artifact module of cat.
+func recipe(t *testing.T, cat Catalog, src string) *startest.Fixture {
 	r := runtime.NewRegistry()
 	register(r, cat)
-	return r.Evaluate("recipe.star", runtime.Options{Source: []byte(src), Root: t.TempDir()})
+	f := startest.NewFixture(t, r)
+	f.File("recipe.star", src)
+	return f
 }
 
 func TestEvaluationRefusesBadInputWithTheRecipeLine(t *testing.T) {
@@ -79,10 +83,7 @@ func TestEvaluationRefusesBadInputWithTheRecipeLine(t *testing.T) {
 		{`artifact.release("hello", source = "download", url = "ftp://x")`, `url "ftp://x" must be an http:// or https:// base URL`},
 		{`artifact.release("hello", url = "http://127.0.0.1/")`, `url is for source "download", not "build"`},
 	} {
-		_, err := evaluate(t, fakeCatalog(t), "x = 1\nk = "+c.src+"\n")
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v\nwant %s", c.src, err, c.want)
-		}
+		recipe(t, fakeCatalog(t), "x = 1\nk = "+c.src+"\n").AssertError("recipe.star", nil, "recipe.star:2", c.want)
 	}
 }
 
@@ -94,15 +95,10 @@ func TestTheRealCatalogSaysWhyItPins(t *testing.T) {
 		{`artifact.release("containerd", version = "latest")`, `containerd latest is not a version khw knows`},
 		{`artifact.release("kube")`, `khw knows kubernetes, etcd, cni-plugins, flannel, coredns, containerd`},
 	} {
-		_, err := evaluate(t, DefaultCatalog, c.src+"\n")
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "recipe.star:1:") {
-			t.Errorf("%s: err = %v\nwant %s", c.src, err, c.want)
-		}
+		recipe(t, DefaultCatalog, c.src+"\n").AssertError("recipe.star", nil, "recipe.star:1", c.want)
 	}
 	// Debian's versions are apt's to judge.
-	if _, err := evaluate(t, DefaultCatalog, `artifact.release("containerd", version = "1.7.24~ds1-1")`+"\n"); err != nil {
-		t.Fatal(err)
-	}
+	recipe(t, DefaultCatalog, `artifact.release("containerd", version = "1.7.24~ds1-1")`+"\n").MustEval("recipe.star", nil)
 }
 
 func TestHandleFilesFollowTheVersion(t *testing.T) {

@@ -7,15 +7,18 @@ import (
 
 	"github.com/khw-dev/khw/builtins/all"
 	"github.com/khw-dev/khw/builtins/image"
-	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
 )
 
 const lab = `br0 = net.bridge("br0", address = "10.200.1.1/24")
 reg = registry.run("registry", ip = "10.200.1.5", network = docker.network(br0))
 `
 
-func eval(src string) (*runtime.Recipe, error) {
-	return all.Registry().Evaluate("recipes/test.star", runtime.Options{Source: []byte(lab + src), Root: "."})
+// recipe is a recipe root whose test.star is the lab and then src.
+func recipe(t *testing.T, src string) *startest.Fixture {
+	f := startest.NewFixture(t, all.Registry())
+	f.File("test.star", lab+src)
+	return f
 }
 
 func TestParseRefNormalisesAsContainerdDoes(t *testing.T) {
@@ -47,7 +50,7 @@ func TestParseRefNormalisesAsContainerdDoes(t *testing.T) {
 // names goes to that path; a file value goes to /BASENAME and is a
 // dependency; PATH defaults; every kind stays apart.
 func TestTheInputsAreWhatThePluginNeeds(t *testing.T) {
-	rec, err := eval(`key = ssh.key()
+	rec := recipe(t, `key = ssh.key()
 img = image.build("bb", "busybox:1.28", reg,
     files = {"/bin/wget": "/usr/bin/wget", "/etc/nginx": "/etc/nginx"},
     binaries = ["/usr/bin/wget", "/bin/busybox", key.public],
@@ -56,10 +59,7 @@ img = image.build("bb", "busybox:1.28", reg,
     dirs = ["/tmp", "/var/www"],
     cmd = ["sh"], ports = [80, "53/udp"], env = {"A": "b"})
 print(img.image, img.ref, img.repository, img.tag)
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
+`).MustEval("test.star", nil)
 	r := rec.Resource("image.build.bb")
 	in, _ := json.Marshal(r.Inputs)
 	var got struct {
@@ -99,7 +99,7 @@ print(img.image, img.ref, img.repository, img.tag)
 // TestBadInputIsRefusedWithTheRecipeLine: each mistake fails at
 // evaluation with the line of the call and a sentence that names it.
 func TestBadInputIsRefusedWithTheRecipeLine(t *testing.T) {
-	for call, want := range map[string]string{
+	startest.NewFixture(t, all.Registry()).AssertCallErrors("test.star", lab, map[string]string{
 		`image.build("x", "Nginx", reg)`:                                                            `ref "Nginx" is not an image name`,
 		`image.build("x", "nginx@sha256:` + strings.Repeat("a", 64) + `", reg)`:                     "names a digest; give a tag",
 		`image.build("x", "nginx", "10.200.1.5:5000")`:                                              "registry must be a registry.run (the lab's registry), not string",
@@ -119,23 +119,11 @@ func TestBadInputIsRefusedWithTheRecipeLine(t *testing.T) {
 		`image.build("x", "nginx", reg, workdir = "srv")`:                                           `workdir: image path "srv"`,
 		`image.build("x", "nginx", reg, cmd = [1])`:                                                 "cmd[0] must be a string, not int",
 		`image.build("a b", "nginx", reg)`:                                                          `name "a b" must be a word`,
-	} {
-		_, err := eval(call + "\n")
-		if err == nil {
-			t.Errorf("%s: evaluated, want %q", call, want)
-			continue
-		}
-		if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "recipes/test.star:3:") {
-			t.Errorf("%s:\n got %v\nwant %q at recipes/test.star:3", call, err, want)
-		}
-	}
+	})
 }
 
 func TestAnImageDeclaredTwiceIsRefused(t *testing.T) {
-	_, err := eval(`image.build("x", "nginx", reg)
+	recipe(t, `image.build("x", "nginx", reg)
 image.build("x", "busybox", reg)
-`)
-	if err == nil || !strings.Contains(err.Error(), "image.build.x is declared twice") {
-		t.Fatalf("err = %v", err)
-	}
+`).AssertError("test.star", nil, "test.star:4", "image.build.x is declared twice")
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/internal/startest"
 	khw "github.com/khw-dev/khw/runtime"
 )
 
@@ -28,18 +29,16 @@ var rbac = func() string {
 	return string(b) + "---\n# the end\n"
 }()
 
-func eval(t *testing.T, src string) (*khw.Recipe, error) {
-	t.Helper()
-	return all.Registry().Evaluate("recipes/test.star", khw.Options{Root: t.TempDir(), Source: []byte(src)})
+// recipe is a recipe root whose test.star is src.
+func recipe(t *testing.T, src string) *startest.Fixture {
+	f := startest.NewFixture(t, all.Registry())
+	f.File("test.star", src)
+	return f
 }
 
 func mustEval(t *testing.T, src string) *khw.Recipe {
 	t.Helper()
-	rec, err := eval(t, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	return recipe(t, src).MustEval("test.star", nil)
 }
 
 func TestApplyYAML(t *testing.T) {
@@ -188,7 +187,7 @@ metadata: {labels: {a: b}}
 		{"after undeclared", `k8s.apply("x", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n", kc, after = ["pki.ca.ca"])`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := eval(t, prelude+tc.call+"\n")
+			_, err := recipe(t, prelude+tc.call+"\n").Eval("test.star", nil)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("a string in after refers to nothing and is fine: %v", err)

@@ -46,6 +46,9 @@ func write(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		"user", &user, "cluster?", &cluster, "context?", &ctxName); err != nil {
 		return nil, err
 	}
+	if err := workspace.CheckName(b, name); err != nil {
+		return nil, err
+	}
 	if ca.Res.Type != "pki.ca" {
 		return nil, runtime.Errorf(b, "ca must be a pki.ca, not %s", ca.Res.Addr())
 	}
@@ -55,7 +58,7 @@ func write(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if u, err := url.Parse(server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, runtime.Errorf(b, "server %q must be an https URL such as https://10.200.1.15:6443", server)
 	}
-	for what, v := range map[string]string{"name": name, "user": user, "cluster": cluster, "context": ctxName} {
+	for what, v := range map[string]string{"user": user, "cluster": cluster, "context": ctxName} {
 		if v == "" {
 			return nil, runtime.Errorf(b, "%s is empty", what)
 		}

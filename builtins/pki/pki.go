@@ -94,22 +94,13 @@ func declareKey(thread *starlark.Thread, name string, kr *csr.KeyRequest) (strin
 	return res.Addr(), runtime.Declare(thread, res)
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-func checkName(b *starlark.Builtin, name string) error {
-	if !nameRE.MatchString(name) {
-		return runtime.Errorf(b, "name %q must be a file name: letters, digits, '.', '_' and '-'", name)
-	}
-	return nil
-}
-
 func caBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
 	var csrv *starlark.Dict
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "csr", &csrv); err != nil {
 		return nil, err
 	}
-	if err := checkName(b, name); err != nil {
+	if err := workspace.CheckName(b, name); err != nil {
 		return nil, err
 	}
 	req, raw, err := parseCSR(csrv)
@@ -144,7 +135,7 @@ func certBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		"profile?", &profile, "hosts?", &hostsv); err != nil {
 		return nil, err
 	}
-	if err := checkName(b, name); err != nil {
+	if err := workspace.CheckName(b, name); err != nil {
 		return nil, err
 	}
 	if ca.Res.Type != "pki.ca" {

@@ -5,25 +5,25 @@ import (
 	"testing"
 
 	"github.com/khw-dev/khw/builtins/all"
-	"github.com/khw-dev/khw/runtime"
+	"github.com/khw-dev/khw/internal/startest"
 )
 
 const lab = `br0 = net.bridge("br0", address = "10.200.1.1/24")
 nw = docker.network(br0)
 `
 
-func eval(src string) (*runtime.Recipe, error) {
-	return all.Registry().Evaluate("recipes/test.star", runtime.Options{Source: []byte(lab + src), Root: "."})
+// recipe is a recipe root whose test.star is the lab and then src.
+func recipe(t *testing.T, src string) *startest.Fixture {
+	f := startest.NewFixture(t, all.Registry())
+	f.File("test.star", lab+src)
+	return f
 }
 
 func TestTheRegistryOnTheLabNetwork(t *testing.T) {
-	rec, err := eval(`reg = registry.run("registry", ip = "10.200.1.5", network = nw, port = 5001)
+	rec := recipe(t, `reg = registry.run("registry", ip = "10.200.1.5", network = nw, port = 5001)
 if reg.endpoint != "10.200.1.5:5001" or reg.ip != "10.200.1.5" or reg.port != 5001:
     fail(reg.endpoint)
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
+`).MustEval("test.star", nil)
 	r := rec.Resource("registry.run.registry")
 	if r.Inputs["volume"] != "khw-registry-registry" || r.Inputs["image"] != "registry:2" || r.Inputs["network"] != "br0" ||
 		r.Provider != "docker" || strings.Join(r.Deps, " ") != "docker.network.br0" {
@@ -32,7 +32,7 @@ if reg.endpoint != "10.200.1.5:5001" or reg.ip != "10.200.1.5" or reg.port != 50
 }
 
 func TestBadRegistryInputIsRefusedWithTheRecipeLine(t *testing.T) {
-	for call, want := range map[string]string{
+	startest.NewFixture(t, all.Registry()).AssertCallErrors("test.star", lab, map[string]string{
 		`registry.run("registry", ip = "10.200.2.5", network = nw)`:             `ip "10.200.2.5" must be an address inside the network's subnet 10.200.1.0/24`,
 		`registry.run("registry", ip = "10.200.1.0", network = nw)`:             "is the network address",
 		`registry.run("registry", ip = "x", network = nw)`:                      `ip "x" must be an address`,
@@ -40,10 +40,5 @@ func TestBadRegistryInputIsRefusedWithTheRecipeLine(t *testing.T) {
 		`registry.run("registry", ip = "10.200.1.5", network = nw, port = 0)`:   "port 0 is not a port number",
 		`registry.run("Reg_1", ip = "10.200.1.5", network = nw)`:                `name "Reg_1" must be lower-case letters`,
 		`registry.run("registry", ip = "10.200.1.5", network = nw, image = "")`: `image "" is not an image name`,
-	} {
-		_, err := eval(call + "\n")
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "recipes/test.star:3:") {
-			t.Errorf("%s:\n got %v\nwant %q at recipes/test.star:3", call, err, want)
-		}
-	}
+	})
 }

@@ -32,6 +32,9 @@ func key(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwar
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name?", &name); err != nil {
 		return nil, err
 	}
+	if err := workspace.CheckName(b, name); err != nil {
+		return nil, err
+	}
 	res := &runtime.Resource{Type: "ssh.key", Name: name,
 		Inputs: map[string]any{"algorithm": "ed25519"},
 		Show:   []runtime.Field{{Key: "algorithm", Value: "ed25519"}, {Key: "files", Value: name + " " + name + ".pub"}},

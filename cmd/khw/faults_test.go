@@ -17,9 +17,7 @@ import (
 // readable and true to the files, and once there is room the next run
 // finishes the job.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	labtest.RequireRootTo(t, "mount a tmpfs")
 	work := filepath.Join(t.TempDir(), "work")
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		t.Fatal(err)

@@ -79,7 +79,7 @@ func startDaemon(t testing.TB, name string, cmd *exec.Cmd, log string, grace, wi
 func Libvirtd(t testing.TB) string {
 	t.Helper()
 	requireTool(t, "libvirtd")
-	dir := worldReadableDir(t, "khw-libvirtd")
+	dir := WorldReadableDir(t, "khw-libvirtd")
 	home := filepath.Join(dir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
@@ -106,16 +106,16 @@ func Libvirtd(t testing.TB) string {
 // connection and gone with it.
 func LibvirtTestDriver(t testing.TB, sock string) string {
 	t.Helper()
-	p := filepath.Join(worldReadableDir(t, "khw-testdriver"), "empty.xml")
+	p := filepath.Join(WorldReadableDir(t, "khw-testdriver"), "empty.xml")
 	if err := os.WriteFile(p, []byte("<node/>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return "test+unix://" + p + "?socket=" + sock
 }
 
-// worldReadableDir is a temporary directory that a daemon running as
-// nobody can read, removed when the test ends.
-func worldReadableDir(t testing.TB, prefix string) string {
+// WorldReadableDir is a temporary directory that a daemon or a user other
+// than root can read, removed when the test ends.
+func WorldReadableDir(t testing.TB, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", prefix)
 	if err != nil {

@@ -6,6 +6,7 @@ package labtest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -14,10 +15,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // RepoRoot is the repository's root directory.
@@ -84,14 +88,21 @@ func removeStale() {
 // it in CI (CI=true, as .ci/run sets), so that a green CI means it ran.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root to make network namespaces, and CI=true: CI runs as root")
-		}
-		t.Skip("needs root to make network namespaces")
-	}
+	RequireRootTo(t, "make network namespaces")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("iproute2 is not installed (make deps)")
+	}
+}
+
+// RequireRootTo is RequireRoot for a test that needs root for something
+// else: what, as in "needs root to mount a tmpfs".
+func RequireRootTo(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs root to %s, and CI=true: CI runs as root", what)
+		}
+		t.Skipf("needs root to %s", what)
 	}
 }
 
@@ -151,6 +162,61 @@ func (ns *Namespace) Output(name string, args ...string) (string, error) {
 // Command is a command that will run inside the namespace.
 func (ns *Namespace) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// PIDs are the processes in the namespace: only ever ones the test started.
+func (ns *Namespace) PIDs() []int {
+	out, _ := Output("ip", "netns", "pids", ns.Name)
+	var ps []int
+	for _, f := range strings.Fields(out) {
+		if p, err := strconv.Atoi(f); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// Dial connects from inside the namespace, in this process. Only the
+// socket's creation needs the namespace: the connection keeps working
+// from any thread.
+func (ns *Namespace) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(ns.Name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		// A thread that cannot go back stays locked and dies with this
+		// goroutine.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
 
 // Link joins two namespaces with a veth pair: aName in a with addrA (CIDR,

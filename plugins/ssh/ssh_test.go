@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/khw-dev/khw/internal/version"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/khw-dev/khw/internal/labtest"
+	"github.com/khw-dev/khw/internal/version"
 	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime/pluginhost"
 )
@@ -49,8 +50,8 @@ func (l *lab) writeFiles(names []string) map[string]string {
 	return sums
 }
 
-func (l *lab) targetConfig(n *labNode, timeout int) map[string]any {
-	return map[string]any{"node": n.name, "host": n.ip, "port": 22, "user": n.user, "identity": "id_ed25519", "timeout_s": timeout}
+func (l *lab) targetConfig(n *labtest.SSHNode, timeout int) map[string]any {
+	return map[string]any{"node": n.Name, "host": n.IP, "port": 22, "user": n.User, "identity": "id_ed25519", "timeout_s": timeout}
 }
 
 func copyCfg(tc map[string]any, dest string, names []string) map[string]any {
@@ -132,28 +133,28 @@ func fileSum(t *testing.T, p string) string {
 
 // checkOnDisk checks the node's copies: content, mode, owner, and that no
 // temporary file is left.
-func (l *lab) checkOnDisk(t *testing.T, n *labNode, dir string, sums map[string]string) {
+func (l *lab) checkOnDisk(t *testing.T, n *labtest.SSHNode, dir string, sums map[string]string) {
 	t.Helper()
 	for name, sum := range sums {
 		p := filepath.Join(dir, name)
 		st, err := os.Stat(p)
 		if err != nil {
-			t.Errorf("%s: %v", n.name, err)
+			t.Errorf("%s: %v", n.Name, err)
 			continue
 		}
 		if got := fileSum(t, p); got != sum {
-			t.Errorf("%s: %s has sha256 %s, want %s", n.name, name, got, sum)
+			t.Errorf("%s: %s has sha256 %s, want %s", n.Name, name, got, sum)
 		}
 		if st.Mode().Perm() != fileMode(name) {
-			t.Errorf("%s: %s has mode %04o, want %04o", n.name, name, st.Mode().Perm(), fileMode(name))
+			t.Errorf("%s: %s has mode %04o, want %04o", n.Name, name, st.Mode().Perm(), fileMode(name))
 		}
-		if uid := int(st.Sys().(*syscall.Stat_t).Uid); uid != n.uid {
-			t.Errorf("%s: %s is owned by uid %d, want %d", n.name, name, uid, n.uid)
+		if uid := int(st.Sys().(*syscall.Stat_t).Uid); uid != n.UID {
+			t.Errorf("%s: %s is owned by uid %d, want %d", n.Name, name, uid, n.UID)
 		}
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, ".khw-tmp-*"))
 	if len(left) > 0 {
-		t.Errorf("%s: temporary files left: %v", n.name, left)
+		t.Errorf("%s: temporary files left: %v", n.Name, left)
 	}
 }
 
@@ -186,7 +187,7 @@ func stamps(t *testing.T, dir string, names []string) map[string]stamp {
 func TestLab(t *testing.T) {
 	start := time.Now()
 	l := newLab(t, map[string]string{"m1": "10.200.1.10", "m2": "10.200.1.11", "m3": "10.200.1.13", "m4": "10.200.1.14"})
-	t.Logf("lab %s with 4 nodes up in %v", l.ns, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab %s with 4 nodes up in %v", l.net.Name, time.Since(start).Round(time.Millisecond))
 	cnt := newCounter(l.dial)
 	p := newPool(cnt.dial, maxConns)
 	t.Cleanup(p.close)
@@ -196,12 +197,21 @@ func TestLab(t *testing.T) {
 	sums := l.writeFiles(controllerFiles)
 	knownHosts := filepath.Join(l.workdir, "known_hosts")
 
-	certs := func(n *labNode, prior json.RawMessage) *sdk.ApplyRequest {
-		return &sdk.ApplyRequest{Resource: resource("node.copy", n.name+"-certs", copyCfg(l.targetConfig(n, 20), "~", controllerFiles)),
+	certs := func(n *labtest.SSHNode, prior json.RawMessage) *sdk.ApplyRequest {
+		return &sdk.ApplyRequest{Resource: resource("node.copy", n.Name+"-certs", copyCfg(l.targetConfig(n, 20), "~", controllerFiles)),
 			PriorOutputs: prior, Workdir: l.workdir}
 	}
 	recorded := map[string]json.RawMessage{}
 	digests := map[string]string{}
+	// update applies the certificates again to the named nodes at once,
+	// each with the outputs its first apply recorded.
+	update := func(names ...string) map[string]*applied {
+		reqs := map[string]*sdk.ApplyRequest{}
+		for _, name := range names {
+			reqs[name] = certs(l.nodes[name], recorded[name])
+		}
+		return applyAll(ctx, m, reqs)
+	}
 
 	ok := t.Run("copy to 4 nodes at once", func(t *testing.T) {
 		reqs := map[string]*sdk.ApplyRequest{}
@@ -224,11 +234,11 @@ func TestLab(t *testing.T) {
 			if a.resp.Digest != digest(sums) {
 				t.Errorf("%s: digest %s, want %s", name, a.resp.Digest, digest(sums))
 			}
-			sameHostKey(t, a.out.HostKey, l.hostKey(n))
+			sameHostKey(t, a.out.HostKey, n.HostKeyLine())
 			if !strings.Contains(a.prog.String(), "copying ca-key.pem to "+name) {
 				t.Errorf("%s: progress does not tell of ca-key.pem:\n%s", name, a.prog)
 			}
-			l.checkOnDisk(t, n, n.home, sums)
+			l.checkOnDisk(t, n, n.Home, sums)
 			recorded[name], digests[name] = a.resp.Outputs, a.resp.Digest
 		}
 		// Trust on first use: every node's key is recorded, once.
@@ -238,7 +248,7 @@ func TestLab(t *testing.T) {
 		}
 		for _, name := range names {
 			n := l.nodes[name]
-			if c := strings.Count(string(kh), n.ip+" "+strings.Join(strings.Fields(l.hostKey(n))[:2], " ")); c != 1 {
+			if c := strings.Count(string(kh), n.IP+" "+strings.Join(strings.Fields(n.HostKeyLine())[:2], " ")); c != 1 {
 				t.Errorf("known_hosts records %s %d times:\n%s", name, c, kh)
 			}
 		}
@@ -250,14 +260,10 @@ func TestLab(t *testing.T) {
 	t.Run("second apply copies nothing", func(t *testing.T) {
 		before := map[string]map[string]stamp{}
 		for _, name := range names {
-			before[name] = stamps(t, l.nodes[name].home, controllerFiles)
+			before[name] = stamps(t, l.nodes[name].Home, controllerFiles)
 		}
 		time.Sleep(10 * time.Millisecond) // a rewrite would show in the mtime
-		reqs := map[string]*sdk.ApplyRequest{}
-		for _, name := range names {
-			reqs[name] = certs(l.nodes[name], recorded[name])
-		}
-		for name, a := range applyAll(ctx, m, reqs) {
+		for name, a := range update(names...) {
 			if a.err != nil {
 				t.Fatalf("%s: %v", name, a.err)
 			}
@@ -270,7 +276,7 @@ func TestLab(t *testing.T) {
 			if strings.Contains(a.prog.String(), "copying") {
 				t.Errorf("%s: progress tells of copying:\n%s", name, a.prog)
 			}
-			after := stamps(t, l.nodes[name].home, controllerFiles)
+			after := stamps(t, l.nodes[name].Home, controllerFiles)
 			for f, s := range before[name] {
 				if after[f] != s {
 					t.Errorf("%s: %s was rewritten (%v -> %v)", name, f, s, after[f])
@@ -279,7 +285,7 @@ func TestLab(t *testing.T) {
 		}
 		// One connection per node, reused by the second apply.
 		for _, name := range names {
-			if d, _, _ := cnt.stats(l.nodes[name].ip + ":22"); d != 1 {
+			if d, _, _ := cnt.stats(l.nodes[name].IP + ":22"); d != 1 {
 				t.Errorf("%s: %d connections made, want 1", name, d)
 			}
 		}
@@ -301,13 +307,13 @@ func TestLab(t *testing.T) {
 			}
 		}
 		m2, m3, m4 := l.nodes["m2"], l.nodes["m3"], l.nodes["m4"]
-		if err := os.WriteFile(filepath.Join(m2.home, "ca.pem"), []byte("tampered\n"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(m2.Home, "ca.pem"), []byte("tampered\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(filepath.Join(m3.home, "ca-key.pem"), 0o644); err != nil {
+		if err := os.Chmod(filepath.Join(m3.Home, "ca-key.pem"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Remove(filepath.Join(m4.home, "kubernetes.pem")); err != nil {
+		if err := os.Remove(filepath.Join(m4.Home, "kubernetes.pem")); err != nil {
 			t.Fatal(err)
 		}
 		if r := read("m2"); !r.Exists || r.Drift != "ca.pem changed on m2" {
@@ -334,7 +340,7 @@ func TestLab(t *testing.T) {
 		many = append(many, &sdk.ReadRequest{Resource: resource("node.run", "m1-true", cmd), PriorOutputs: []byte(`{}`), Workdir: l.workdir})
 		sessions := map[string]int64{}
 		for _, name := range names {
-			sessions[name] = p.counter(connKey{host: l.nodes[name].ip, port: 22, user: l.nodes[name].user}).sessions.Load()
+			sessions[name] = p.counter(connKey{host: l.nodes[name].IP, port: 22, user: l.nodes[name].User}).sessions.Load()
 		}
 		rs, err := newProvider(p).ReadMany(ctx, many)
 		if err != nil || len(rs) != len(many) {
@@ -356,30 +362,26 @@ func TestLab(t *testing.T) {
 			}
 		}
 		for _, name := range names {
-			if d := p.counter(connKey{host: l.nodes[name].ip, port: 22, user: l.nodes[name].user}).sessions.Load() - sessions[name]; d != 1 {
+			if d := p.counter(connKey{host: l.nodes[name].IP, port: 22, user: l.nodes[name].User}).sessions.Load() - sessions[name]; d != 1 {
 				t.Errorf("ReadMany opened %d sessions on %s, want 1", d, name)
 			}
 		}
 		// Applying again repairs exactly the changed file.
-		reqs := map[string]*sdk.ApplyRequest{}
-		for _, name := range []string{"m2", "m3", "m4"} {
-			reqs[name] = certs(l.nodes[name], recorded[name])
-		}
-		for name, a := range applyAll(ctx, m, reqs) {
+		for name, a := range update("m2", "m3", "m4") {
 			if a.err != nil {
 				t.Fatalf("%s: %v", name, a.err)
 			}
 			if a.out.Copied != 1 {
 				t.Errorf("%s: repair copied %d files, want 1", name, a.out.Copied)
 			}
-			l.checkOnDisk(t, l.nodes[name], l.nodes[name].home, sums)
+			l.checkOnDisk(t, l.nodes[name], l.nodes[name].Home, sums)
 			if r := read(name); !r.Exists || r.Drift != "" {
 				t.Errorf("%s repaired: exists %v, drift %q", name, r.Exists, r.Drift)
 			}
 		}
 	})
 
-	runReq := func(n *labNode, name, command string, deps map[string]json.RawMessage) *sdk.ApplyRequest {
+	runReq := func(n *labtest.SSHNode, name, command string, deps map[string]json.RawMessage) *sdk.ApplyRequest {
 		cfg := l.targetConfig(n, 20)
 		cfg["command"] = command
 		return &sdk.ApplyRequest{Resource: resource("node.run", name, cfg), Deps: deps, Workdir: l.workdir}
@@ -387,7 +389,7 @@ func TestLab(t *testing.T) {
 
 	t.Run("a connection dropped under a read is dialled again", func(t *testing.T) {
 		n := l.nodes["m1"]
-		tg := &target{Node: "m1", Host: n.ip, Port: 22, User: n.user, Identity: "id_ed25519", TimeoutS: 20}
+		tg := &target{Node: "m1", Host: n.IP, Port: 22, User: n.User, Identity: "id_ed25519", TimeoutS: 20}
 		calls := 0
 		var first error
 		err := p.withConn(ctx, tg, l.workdir, 10*time.Second, func(cn *conn) error {
@@ -421,14 +423,14 @@ func TestLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := os.ReadFile(filepath.Join(n.home, "whoami.txt")); strings.TrimSpace(string(got)) != n.user {
-			t.Errorf("the command ran as %q, want %q", got, n.user)
+		if got, _ := os.ReadFile(filepath.Join(n.Home, "whoami.txt")); strings.TrimSpace(string(got)) != n.User {
+			t.Errorf("the command ran as %q, want %q", got, n.User)
 		}
 		var out runOutputs
 		if err := json.Unmarshal(resp.Outputs, &out); err != nil || out.ExitStatus != 0 || out.RanAt == "" {
 			t.Errorf("outputs %s (%v)", resp.Outputs, err)
 		}
-		sameHostKey(t, out.HostKey, l.hostKey(n))
+		sameHostKey(t, out.HostKey, n.HostKeyLine())
 		if !strings.Contains(prog.String(), "running on m1") {
 			t.Errorf("progress: %s", prog)
 		}
@@ -456,7 +458,7 @@ func TestLab(t *testing.T) {
 
 	t.Run("many commands share one connection", func(t *testing.T) {
 		n := l.nodes["m2"]
-		dials, _, _ := cnt.stats(n.ip + ":22")
+		dials, _, _ := cnt.stats(n.IP + ":22")
 		// More than OpenSSH's 10 sessions per connection at once.
 		var wg sync.WaitGroup
 		errs := make([]error, 14)
@@ -472,11 +474,11 @@ func TestLab(t *testing.T) {
 			if err != nil {
 				t.Errorf("run %d: %v", i, err)
 			}
-			if _, err := os.Stat(filepath.Join(n.home, fmt.Sprintf("run-%d", i))); err != nil {
+			if _, err := os.Stat(filepath.Join(n.Home, fmt.Sprintf("run-%d", i))); err != nil {
 				t.Errorf("run %d: %v", i, err)
 			}
 		}
-		if d, _, _ := cnt.stats(n.ip + ":22"); d != dials {
+		if d, _, _ := cnt.stats(n.IP + ":22"); d != dials {
 			t.Errorf("%d new connections to m2, want none", d-dials)
 		}
 	})
@@ -500,7 +502,7 @@ func TestLab(t *testing.T) {
 				if a.err != nil || a.out.Copied != len(controllerFiles) {
 					t.Errorf("%s: copied %d: %v", name, a.out.Copied, a.err)
 				}
-				l.checkOnDisk(t, n, filepath.Join(n.home, name), sums)
+				l.checkOnDisk(t, n, filepath.Join(n.Home, name), sums)
 			}
 		case <-time.After(60 * time.Second):
 			t.Fatal("16 copies to one node did not end within a minute")
@@ -521,7 +523,7 @@ func TestLab(t *testing.T) {
 		// The command is killed on the node, not left running.
 		for i := 0; ; i++ {
 			var left []string
-			for _, pid := range pids(l.nodes["m3"].ns) {
+			for _, pid := range l.nodes["m3"].NS.PIDs() {
 				if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(b), "sleep\x0030") {
 					left = append(left, fmt.Sprint(pid))
 				}
@@ -539,13 +541,13 @@ func TestLab(t *testing.T) {
 
 	t.Run("host key pinned by a dependency", func(t *testing.T) {
 		m3, m4 := l.nodes["m3"], l.nodes["m4"]
-		wrong := map[string]json.RawMessage{"vm.m3": sdk.Outputs(map[string]any{"ip": m3.ip, "host_key": l.hostKey(m4)})}
+		wrong := map[string]json.RawMessage{"vm.m3": sdk.Outputs(map[string]any{"ip": m3.IP, "host_key": m4.HostKeyLine()})}
 		_, err := m.Apply(ctx, runReq(m3, "pinned-wrong", "true", wrong), nil)
 		if err == nil || !strings.Contains(err.Error(), "vm.m3") || !strings.Contains(err.Error(), "refusing") {
 			t.Errorf("a host key other than the one vm.m3 reports: err = %v", err)
 		}
 		right := map[string]json.RawMessage{
-			"vm.m3": sdk.Outputs(map[string]any{"ip": m3.ip, "host_key": l.hostKey(m3)}),
+			"vm.m3": sdk.Outputs(map[string]any{"ip": m3.IP, "host_key": m3.HostKeyLine()}),
 			// Another node's key, from a resource that is not m3: ignored.
 			"node.copy.m4-certs": recorded["m4"],
 		}
@@ -572,7 +574,7 @@ func TestLab(t *testing.T) {
 			if a.out.Copied != len(controllerFiles) {
 				t.Errorf("%s: copied %d", name, a.out.Copied)
 			}
-			l.checkOnDisk(t, l.nodes[name], filepath.Join(l.nodes[name].home, "sub", "dir"), sums)
+			l.checkOnDisk(t, l.nodes[name], filepath.Join(l.nodes[name].Home, "sub", "dir"), sums)
 		}
 		if _, _, mx := c2.stats(""); mx > 2 {
 			t.Errorf("%d connections open at once, want at most 2", mx)
@@ -590,7 +592,7 @@ func TestLab(t *testing.T) {
 				t.Fatalf("delete #%d: %v", i+1, err)
 			}
 		}
-		left, _ := os.ReadDir(filepath.Join(n.home, "sub", "dir"))
+		left, _ := os.ReadDir(filepath.Join(n.Home, "sub", "dir"))
 		if len(left) != 0 {
 			t.Errorf("left after delete: %v", left)
 		}
@@ -599,7 +601,7 @@ func TestLab(t *testing.T) {
 	t.Run("unreachable node", func(t *testing.T) {
 		defer func(b time.Duration) { shortBound = b }(shortBound)
 		shortBound = 2 * time.Second
-		ghost := &labNode{name: "m9", ip: "10.200.1.99"}
+		ghost := &labtest.SSHNode{Name: "m9", IP: "10.200.1.99"}
 		tc := func(user string, timeout int) map[string]any {
 			c := l.targetConfig(ghost, timeout)
 			c["user"] = user // a connection of its own, dialled at the same time
@@ -662,7 +664,7 @@ func TestLab(t *testing.T) {
 
 	t.Run("changed host key is refused", func(t *testing.T) {
 		m1 := l.nodes["m1"]
-		old := l.hostKey(m1)
+		old := m1.HostKeyLine()
 		line := 0
 		kh, _ := os.ReadFile(knownHosts)
 		for i, l := range strings.Split(string(kh), "\n") {
@@ -670,13 +672,9 @@ func TestLab(t *testing.T) {
 				line = i + 1
 			}
 		}
-		l.newHostKey(m1)
-		l.restart(m1) // rebuilt: new key, and the pooled connection is dead
-		reqs := map[string]*sdk.ApplyRequest{}
-		for _, name := range names {
-			reqs[name] = certs(l.nodes[name], recorded[name])
-		}
-		res := applyAll(ctx, m, reqs)
+		m1.NewHostKey()
+		m1.Restart() // rebuilt: new key, and the pooled connection is dead
+		res := update(names...)
 		for _, name := range []string{"m2", "m3", "m4"} {
 			if res[name].err != nil {
 				t.Errorf("%s: %v", name, res[name].err)
@@ -697,12 +695,12 @@ func TestLab(t *testing.T) {
 		}
 
 		// Doing what the error says lets khw trust the new key.
-		run(t, "ssh-keygen", "-R", "10.200.1.10", "-f", knownHosts)
-		a := applyAll(ctx, m, map[string]*sdk.ApplyRequest{"m1": reqs["m1"]})["m1"]
+		labtest.Run(t, "ssh-keygen", "-R", "10.200.1.10", "-f", knownHosts)
+		a := update("m1")["m1"]
 		if a.err != nil {
 			t.Fatal(a.err)
 		}
-		sameHostKey(t, a.out.HostKey, l.hostKey(m1))
+		sameHostKey(t, a.out.HostKey, m1.HostKeyLine())
 		if a.out.Copied != 0 {
 			t.Errorf("copied %d files to m1, whose files did not change", a.out.Copied)
 		}
@@ -724,7 +722,7 @@ func testBinary(t *testing.T, l *lab) {
 	if out, err := exec.Command(goTool, "build", "-o", filepath.Join(dir, pluginhost.BinaryPrefix+"ssh"), ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the plugin: %v\n%s", err, out)
 	}
-	t.Setenv(pluginhost.PrefixEnv+"SSH", "ip netns exec "+l.ns)
+	t.Setenv(pluginhost.PrefixEnv+"SSH", "ip netns exec "+l.net.Name)
 	h := pluginhost.New(nil)
 	h.SearchPath = []string{dir}
 	defer h.Close()
@@ -755,7 +753,7 @@ func testBinary(t *testing.T, l *lab) {
 	if err := json.Unmarshal(resp.Outputs, &out); err != nil || out.Copied != 2 {
 		t.Errorf("outputs %s (%v)", resp.Outputs, err)
 	}
-	l.checkOnDisk(t, n, filepath.Join(n.home, "via-plugin"), map[string]string{"ca.pem": out.Files["ca.pem"], "ca-key.pem": out.Files["ca-key.pem"]})
+	l.checkOnDisk(t, n, filepath.Join(n.Home, "via-plugin"), map[string]string{"ca.pem": out.Files["ca.pem"], "ca-key.pem": out.Files["ca-key.pem"]})
 	cfg := l.targetConfig(n, 20)
 	cfg["command"] = "echo from the plugin; exit 7"
 	_, err = prov.Apply(ctx, &sdk.ApplyRequest{Resource: resource("node.run", "via-plugin", cfg), Workdir: l.workdir}, func(string) {})

@@ -10,10 +10,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 
+	"go.starlark.net/starlark"
+
 	"github.com/khw-dev/khw/internal/atomicfile"
+	"github.com/khw-dev/khw/runtime"
 )
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// CheckName refuses a resource name that names its files in the workdir
+// (NAME, NAME.pem, NAME.kubeconfig) unless it is a plain file name: a
+// slash or a leading dot could write outside the workdir or hide a file.
+func CheckName(b *starlark.Builtin, name string) error {
+	if !nameRE.MatchString(name) {
+		return runtime.Errorf(b, "name %q must be a file name: letters, digits, '.', '_' and '-'", name)
+	}
+	return nil
+}
 
 // Outputs is what a file-producing resource records: each file's SHA-256.
 type Outputs struct {
