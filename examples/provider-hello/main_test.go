@@ -71,7 +71,7 @@ func (h *harness) actions(sets ...string) map[string]string {
 	h.t.Helper()
 	out, _ := h.run(append([]string{"plan", "-o", "json"}, sets...)...)
 	var plan struct {
-		Changes []struct{ Address, Action string } `json:"resource_changes"`
+		Changes []struct{ Address, Action string } `json:"changes"`
 	}
 	if err := json.Unmarshal([]byte(out), &plan); err != nil {
 		h.t.Fatalf("plan JSON: %v\n%s", err, out)
