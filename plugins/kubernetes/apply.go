@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -142,50 +144,83 @@ func (c *cluster) delete(ctx context.Context, r ref) error {
 }
 
 func (handler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {
-	cfg, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir)
+	return read(ctx, req, &sessions{})
+}
+
+// read reads one k8s.apply back: a recorded object that is gone means the
+// resource is gone; a field khw sets that differs from what an apply would
+// give is drift. The objects are read in parallel, through the session's
+// shared connection to the API server.
+func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadResponse, error) {
+	cfg, err := decode(&req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	prior, err := decodeOutputs(req.PriorOutputs)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*shortBound)
 	defer cancel()
-	if err := c.waitReady(ctx, shortBound, nil); err != nil {
+	c, err := ss.ready(ctx, cfg.kubeconfigPath(req.Workdir))
+	if err != nil {
 		return nil, err
 	}
-	live := map[string]*unstructured.Unstructured{}
-	for _, r := range prior.Objects {
+	live := make([]*unstructured.Unstructured, len(prior.Objects))
+	var gone atomic.Bool
+	err = each(ctx, len(prior.Objects), func(ctx context.Context, i int) error {
+		r := prior.Objects[i]
 		obj, err := c.client(r).Get(ctx, r.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return &sdk.ReadResponse{Exists: false}, nil
+			gone.Store(true)
+			return nil
 		}
 		if err != nil {
-			return nil, c.explain(err, "reading "+r.String())
+			return c.explain(err, "reading "+r.String())
 		}
-		live[r.key()] = obj
+		live[i] = obj
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if gone.Load() {
+		return &sdk.ReadResponse{Exists: false}, nil
+	}
+	byKey := map[string]*unstructured.Unstructured{}
+	for i, r := range prior.Objects {
+		byKey[r.key()] = live[i]
 	}
 	// Drift: what a server-side apply of the same objects would change in
 	// the fields khw sets. (An apply that changes nothing keeps the
 	// object's resourceVersion, but a dry run returns the live
 	// resourceVersion whether it would change something or not: the
 	// content has to be compared.)
-	var drift []string
-	for _, obj := range cfg.objects() {
+	objs := cfg.objects()
+	drift := make([]string, len(objs))
+	err = each(ctx, len(objs), func(ctx context.Context, i int) error {
+		obj := objs[i]
 		ri, r, err := c.resource(obj)
 		if err != nil {
-			return nil, c.explain(err, "reading "+describe(obj.GetKind(), obj.GetNamespace(), obj.GetName()))
+			return c.explain(err, "reading "+describe(obj.GetKind(), obj.GetNamespace(), obj.GetName()))
 		}
-		l := live[r.key()]
+		l := byKey[r.key()]
 		if l == nil {
-			continue // not recorded: the next apply makes it
+			return nil // not recorded: the next apply makes it
 		}
 		want, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
-			return nil, c.explain(err, "checking "+r.String()+" with a dry run")
+			return c.explain(err, "checking "+r.String()+" with a dry run")
 		}
 		if fields := changed(obj, want, l); len(fields) > 0 {
-			drift = append(drift, fmt.Sprintf("%s was changed: %s", r, some(fields, maxFields)))
+			drift[i] = fmt.Sprintf("%s was changed: %s", r, some(fields, maxFields))
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(drift, "; "), Outputs: req.PriorOutputs}, nil
+	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(slices.DeleteFunc(drift, func(d string) bool { return d == "" }), "; "), Outputs: req.PriorOutputs}, nil
 }
 
 // maxFields is how many changed fields a drift names.

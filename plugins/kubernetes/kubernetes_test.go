@@ -99,11 +99,26 @@ func (r *run) mustApply(res sdk.Resource, prior json.RawMessage) *sdk.ApplyRespo
 	return resp
 }
 
+// read reads res back twice: with Read, and in a ReadMany batch of two
+// (one shared connection to the API server); all three answers must agree.
 func (r *run) read(res sdk.Resource, prior json.RawMessage) *sdk.ReadResponse {
 	r.t.Helper()
-	resp, err := r.p.Read(context.Background(), &sdk.ReadRequest{Resource: res, PriorOutputs: prior, Workdir: r.workdir})
+	req := &sdk.ReadRequest{Resource: res, PriorOutputs: prior, Workdir: r.workdir}
+	resp, err := r.p.Read(context.Background(), req)
 	if err != nil {
 		r.t.Fatalf("read: %v", err)
+	}
+	many, err := sdk.ReadAll(context.Background(), r.p, []*sdk.ReadRequest{req, req})
+	if err != nil {
+		r.t.Fatalf("read many: %v", err)
+	}
+	for i, m := range many {
+		if m.Err != nil {
+			r.t.Fatalf("read many, %d: %v", i, m.Err)
+		}
+		if m.Response.Exists != resp.Exists || m.Response.Drift != resp.Drift {
+			r.t.Fatalf("ReadMany's answer %d (exists %v, drift %q) is not Read's (exists %v, drift %q)", i, m.Response.Exists, m.Response.Drift, resp.Exists, resp.Drift)
+		}
 	}
 	return resp
 }

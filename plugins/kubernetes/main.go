@@ -30,5 +30,5 @@ func newMux() *sdk.Mux {
 }
 
 func main() {
-	sdk.Serve(newMux())
+	sdk.Serve(provider{Mux: newMux()})
 }
