@@ -26,8 +26,12 @@ build: ## bin/khw and every bin/khw-plugin-*
 # the root does not reach them.
 EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
-test: build ## every test, against real tools (cfssl, kubectl, ...); and each example provider's own
-	KHW_REQUIRE_TOOLS=$${KHW_REQUIRE_TOOLS-1} $(GO) test -count=1 ./...
+# The labs and the clusters (tests/lab, tests/cluster) are make e2e's.
+E2E_PKGS  := ./tests/lab/ ./tests/cluster/
+UNIT_PKGS  = $(shell $(GO) list ./... | grep -v -e /tests/lab$$ -e /tests/cluster$$)
+
+test: build ## every test but the labs (make e2e), against real tools; each skip is listed with its reason; and each example provider's own tests
+	KHW_REQUIRE_TOOLS=$${KHW_REQUIRE_TOOLS-1} GO=$(GO) bash scripts/gotest.sh $(UNIT_PKGS)
 	@for e in $(EXAMPLES); do echo "cd $$e && go test ./..."; (cd $$e && $(GO) test -count=1 ./...) || exit 1; done
 
 fuzz: ## each fuzz target for $(FUZZTIME) (default 10m), one after the other, on one core
@@ -87,7 +91,7 @@ lab-down: ## khw destroy and remove the lab
 	bash scripts/lab.sh down
 
 e2e: deps build artifacts ## the labs and the cluster, each checked, then destroyed (root, ~30 min)
-	KHW_E2E=1 $(GO) test -count=1 -p 1 -timeout 80m -v ./tests/lab/ ./tests/cluster/
+	KHW_E2E=1 $(GO) test -count=1 -p 1 -timeout 80m -v $(E2E_PKGS)
 
 check: deps tools lint artifacts test fuzz-ci e2e ## everything CI does, from a fresh machine
 
