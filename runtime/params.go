@@ -19,8 +19,8 @@ type Param struct {
 	Default starlark.Value
 	Value   starlark.Value
 	Set     bool // given (--set, a values file, recorded), not the default
-	// Raw is the text given when Set; From says where it came from:
-	// "--set", a values file's FILE:LINE, or "recorded".
+	// Raw is the text given when Set. From says where the value came
+	// from: "--set", a values file's FILE:LINE, "recorded", or "default".
 	Raw, From string
 	Pos       string
 }
@@ -58,7 +58,7 @@ func param(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		}
 		return p.Value, nil
 	}
-	p := &Param{Name: name, Doc: doc, Default: def, Value: def, Pos: callerPos(thread).String()}
+	p := &Param{Name: name, Doc: doc, Default: def, Value: def, From: "default", Pos: callerPos(thread).String()}
 	given, ok := ev.values[name]
 	if raw, set := ev.sets[name]; set {
 		given, ok = Value{Raw: raw, From: "--set"}, true

@@ -14,8 +14,8 @@ import (
 	"go.starlark.net/starlark"
 	"sigs.k8s.io/yaml"
 
-	"github.com/khw-dev/khw/builtins/internal/starconv"
 	"github.com/khw-dev/khw/builtins/internal/workspace"
+	"github.com/khw-dev/khw/internal/starconv"
 	"github.com/khw-dev/khw/plugins/sdk"
 	"github.com/khw-dev/khw/runtime"
 )

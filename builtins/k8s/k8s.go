@@ -13,7 +13,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"github.com/khw-dev/khw/builtins/internal/starconv"
+	"github.com/khw-dev/khw/internal/starconv"
 	"github.com/khw-dev/khw/runtime"
 )
 

@@ -19,8 +19,8 @@ import (
 	cflog "github.com/cloudflare/cfssl/log"
 	"go.starlark.net/starlark"
 
-	"github.com/khw-dev/khw/builtins/internal/starconv"
 	"github.com/khw-dev/khw/builtins/internal/workspace"
+	"github.com/khw-dev/khw/internal/starconv"
 	"github.com/khw-dev/khw/runtime"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/khw-dev/khw/builtins/internal/starconv"
+	"github.com/khw-dev/khw/internal/starconv"
 	"github.com/khw-dev/khw/runtime"
 )
 

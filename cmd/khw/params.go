@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.starlark.net/starlark"
 
+	"github.com/khw-dev/khw/internal/starconv"
 	"github.com/khw-dev/khw/runtime"
 )
 
@@ -107,11 +108,7 @@ func printParams(w io.Writer, rec *runtime.Recipe, recorded map[string]string, w
 		fmt.Fprintf(w, "Parameters of %s (set with --set NAME=VALUE or a values file):\n", rec.File)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, p := range rec.Params {
-			from := "default"
-			if p.Set {
-				from = p.From
-			}
-			fmt.Fprintf(tw, "  %s\t= %s\t%s\t%s\n", p.Name, showValue(p.Value), from, p.Doc)
+			fmt.Fprintf(tw, "  %s\t= %s\t%s\t%s\n", p.Name, showValue(p.Value), p.From, p.Doc)
 		}
 		tw.Flush()
 		fmt.Fprintln(w)
@@ -138,35 +135,14 @@ func showValue(v starlark.Value) string {
 func paramsJSON(rec *runtime.Recipe, recorded map[string]string) []runtime.ParamJSON {
 	var out []runtime.ParamJSON
 	for _, p := range rec.Params {
-		pj := runtime.ParamJSON{Name: p.Name, Value: plainValue(p.Value), From: "default", Doc: p.Doc}
-		if p.Set {
-			pj.From = p.From
-		}
+		// A parameter's value is an int, a bool, a string or a list of
+		// them (convertParam), which ToGo always converts.
+		v, _ := starconv.ToGo(p.Value)
+		pj := runtime.ParamJSON{Name: p.Name, Value: v, From: p.From, Doc: p.Doc}
 		if old, ok := recorded[p.Name]; ok {
 			pj.Recorded = &old
 		}
 		out = append(out, pj)
 	}
 	return out
-}
-
-// plainValue is a parameter's Starlark value as a Go value for JSON.
-func plainValue(v starlark.Value) any {
-	switch v := v.(type) {
-	case starlark.String:
-		return string(v)
-	case starlark.Bool:
-		return bool(v)
-	case starlark.Int:
-		if n, ok := v.Int64(); ok {
-			return n
-		}
-	case *starlark.List:
-		out := []any{}
-		for i := 0; i < v.Len(); i++ {
-			out = append(out, plainValue(v.Index(i)))
-		}
-		return out
-	}
-	return v.String()
 }
