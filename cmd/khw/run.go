@@ -225,21 +225,19 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	// The parameters this lab is made with, recorded before anything is
 	// changed: a run killed half-way has made its resources with them. A
-	// whole destroy forgets them; the next lab starts from the defaults.
-	given := givenParams(recipe)
-	if o.destroy {
-		given = store.Params()
-		if len(o.targets) == 0 {
-			given = nil
-		}
-	}
-	if !plan.HasChanges() {
-		return store.SetParams(given)
-	}
+	// whole destroy forgets them once it is done; the next lab starts from
+	// the defaults.
 	if !o.destroy {
-		if err := store.SetParams(given); err != nil {
+		if err := store.SetParams(givenParams(recipe)); err != nil {
 			return err
 		}
+	}
+	forget := o.destroy && len(o.targets) == 0
+	if !plan.HasChanges() {
+		if forget {
+			return store.SetParams(nil)
+		}
+		return nil
 	}
 
 	disp := newDisplay(out, cmd.ErrOrStderr(), o.output)
@@ -249,8 +247,8 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	}
 	applyErr := ex.Apply(ctx, plan)
 	disp.Close()
-	if o.destroy && applyErr == nil {
-		applyErr = store.SetParams(given)
+	if forget && applyErr == nil {
+		applyErr = store.SetParams(nil)
 	}
 	// The state's journal, folded into state.json: complete after a run.
 	if err := store.Compact(); err != nil && applyErr == nil {
