@@ -21,8 +21,9 @@ import (
 type handler struct{}
 
 // open decodes a request's configuration and recorded outputs and
-// connects to the API server its kubeconfig names.
-func open(r *sdk.Resource, priorOutputs json.RawMessage, workdir string) (*config, *outputs, *cluster, error) {
+// connects, with dial (connect, or a read's shared session), to the API
+// server its kubeconfig names.
+func open(r *sdk.Resource, priorOutputs json.RawMessage, workdir string, dial func(kubeconfig string) (*cluster, error)) (*config, *outputs, *cluster, error) {
 	cfg, err := decode(r)
 	if err != nil {
 		return nil, nil, nil, err
@@ -31,7 +32,7 @@ func open(r *sdk.Resource, priorOutputs json.RawMessage, workdir string) (*confi
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := connect(cfg.kubeconfigPath(workdir))
+	c, err := dial(cfg.kubeconfigPath(workdir))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -60,7 +61,7 @@ func applyOrder(objs []*unstructured.Unstructured) []int {
 }
 
 func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Progress) (*sdk.ApplyResponse, error) {
-	cfg, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir)
+	cfg, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir, connect)
 	if err != nil {
 		return nil, err
 	}
@@ -152,17 +153,11 @@ func (handler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 // give is drift. The objects are read in parallel, through the session's
 // shared connection to the API server.
 func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadResponse, error) {
-	cfg, err := decode(&req.Resource)
-	if err != nil {
-		return nil, err
-	}
-	prior, err := decodeOutputs(req.PriorOutputs)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 3*shortBound)
 	defer cancel()
-	c, err := ss.ready(ctx, cfg.kubeconfigPath(req.Workdir))
+	cfg, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir, func(kubeconfig string) (*cluster, error) {
+		return ss.ready(ctx, kubeconfig)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +290,7 @@ func sortedKeys(m map[string]any) []string {
 }
 
 func (handler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
-	_, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir)
+	_, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir, connect)
 	if err != nil || len(prior.Objects) == 0 {
 		return err
 	}
