@@ -31,7 +31,8 @@
 # (default /var/lib/khw/images/debian-12), KHW_ACCEL and KHW_NODES (above),
 # KHW_ARTIFACTS (default /var/lib/khw/artifacts: the binaries, built once
 # from the Go module proxy and Debian's packages), KHW_LAB_PARAMS (more khw
-# flags for every command, e.g. "--set part=1" for the post's Part 1 only).
+# flags for every command, e.g. "--set part=1" for the post's Part 1 only),
+# KHW_LAB_RECORDED=1 (khw gets --workdir only: the parameters the last run recorded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -374,7 +375,7 @@ main() {
     docker) shift; docker -H "unix://$DOCKER_SOCK" "$@" ;;
     virsh2) shift; in_ns virsh -c "$HV2_URI" "$@" ;;
     restart) restart "${2:-}" ;;
-    *) sed -n '2,34p' "$0"; exit 2 ;;
+    *) sed -n '2,35p' "$0"; exit 2 ;;
   esac
 }
 main "$@"; exit $?
