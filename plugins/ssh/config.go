@@ -157,19 +157,29 @@ func parseMode(s string) (uint32, error) {
 	return uint32(m), nil
 }
 
-// remoteDir resolves dest against the login user's home: "~" is home,
-// "~/x" and "x" are x under home, and an absolute path is itself.
-func remoteDir(dest, home string) string {
+// destDir reads dest: "~" is the login user's home, "~/x" and "x" are x
+// under it (inHome, with rel "" for the home itself), and an absolute path
+// is itself, cleaned.
+func destDir(dest string) (rel string, inHome bool) {
 	switch {
 	case dest == "~" || dest == "~/":
-		return home
+		return "", true
 	case strings.HasPrefix(dest, "~/"):
-		return path.Join(home, dest[2:])
+		return path.Clean(dest[2:]), true
 	case path.IsAbs(dest):
-		return path.Clean(dest)
+		return path.Clean(dest), false
 	default:
-		return path.Join(home, dest)
+		return path.Clean(dest), true
 	}
+}
+
+// remoteDir resolves dest against the login user's home.
+func remoteDir(dest, home string) string {
+	rel, inHome := destDir(dest)
+	if !inHome {
+		return rel
+	}
+	return path.Join(home, rel)
 }
 
 // digest is a sha256 over the sorted name=sha256 pairs: it changes only

@@ -137,19 +137,16 @@ type listing struct {
 	files     map[string]remoteFile // by base name; missing files are absent
 }
 
-// shellDir is dest as the shell on the node names it: "~", "~/x" and "x"
-// under the login user's home, an absolute path as it is.
+// shellDir is dest as the shell on the node names it (see destDir).
 func shellDir(dest string) string {
+	rel, inHome := destDir(dest)
 	switch {
-	case dest == "~" || dest == "~/":
+	case !inHome:
+		return shellQuote(rel)
+	case rel == "":
 		return `"$HOME"`
-	case strings.HasPrefix(dest, "~/"):
-		return `"$HOME"/` + shellQuote(dest[2:])
-	case path.IsAbs(dest):
-		return shellQuote(path.Clean(dest))
-	default:
-		return `"$HOME"/` + shellQuote(dest)
 	}
+	return `"$HOME"/` + shellQuote(rel)
 }
 
 // list asks the node, in one command, for the mode, stat and sha256 of
@@ -165,82 +162,119 @@ func list(ctx context.Context, cn *conn, root bool, dest string, names []string,
 	return parseListing(dest, r.stdout)
 }
 
-// listScript is list's command. It costs a fixed number of processes
-// whatever the number of files: one stat for all of them, then one
-// sha256sum for those whose stat is not the recorded one (the comparison
-// is the shell's own). Its lines:
+// listScript is list's command: statScript over the names, from inside
+// dest. Its lines:
 //
 //	home HOME
 //	dir DIR                                  (absent: no such directory)
+//	statScript's lines, by base name
+func listScript(dest string, names []string, known map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; printf 'dir '; pwd -P\n", shellDir(dest))
+	words, knowns := make([]string, len(names)), make([]string, len(names))
+	for i, n := range names {
+		words[i], knowns[i] = shellQuote(n), known[n]
+	}
+	statScript(&b, words, knowns)
+	return b.String()
+}
+
+// statScript writes the part of a script that reports the files words
+// name (shell words, expanded on the node). It costs a fixed number of
+// processes whatever the number of files: one stat for all of them, then
+// one sha256sum for those whose stat is not known[i], the one recorded
+// (the comparison is the shell's own). Its lines, NAME being the word as
+// the shell expanded it:
+//
 //	= MODE SIZE INODE CTIME MTIME NAME       stat as recorded: not hashed
 //	? MODE SIZE INODE CTIME MTIME NAME       hashed below
 //	SHA256  NAME                             sha256sum's own line
 //
 // A name that is not a regular file (missing, a link, a directory) has no
-// line.
-func listScript(dest string, names []string, known map[string]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "echo \"home $HOME\"; cd %s 2>/dev/null || exit 0; printf 'dir '; pwd -P\n", shellDir(dest))
-	fmt.Fprintf(&b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null)\nset --\n", quoteAll(names))
+// line. Where two words expand to the same name, the first one's known
+// stat decides; parseStats' caller checks the stat it reads against its
+// own. Nothing here reads the script's stdin, which may be the script.
+func statScript(b *strings.Builder, words, known []string) {
+	fmt.Fprintf(b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null </dev/null)\nset --\n", strings.Join(words, " "))
 	b.WriteString("while IFS='|' read -r t s n; do\n\tcase $t in regular*) ;; *) continue ;; esac\n\tk=\n\tcase $n in\n")
-	for _, n := range names {
-		if k := known[n]; k != "" {
-			fmt.Fprintf(&b, "\t%s) k=%s ;;\n", shellQuote(n), shellQuote(k))
+	for i, w := range words {
+		if known[i] != "" {
+			fmt.Fprintf(b, "\t%s) k=%s ;;\n", w, shellQuote(known[i]))
 		}
 	}
 	b.WriteString("\tesac\n\tif [ -n \"$k\" ] && [ \"${s#* }\" = \"$k\" ]; then echo \"= $s $n\"; else echo \"? $s $n\"; set -- \"$@\" \"$n\"; fi\n")
-	b.WriteString("done <<EOF\n$l\nEOF\n[ $# -eq 0 ] || sha256sum -- \"$@\"\n")
-	return b.String()
+	b.WriteString("done <<EOF\n$l\nEOF\n[ $# -eq 0 ] || sha256sum -- \"$@\" </dev/null\n")
 }
 
 // parseListing reads listScript's output.
 func parseListing(dest, stdout string) (*listing, error) {
-	out := &listing{files: map[string]remoteFile{}}
-	sums := map[string]string{}
-	bad := func(line string) (*listing, error) {
-		return nil, fmt.Errorf("listing %s: unexpected line %q", dest, line)
-	}
+	out := &listing{}
+	var rest []string
 	for _, line := range strings.Split(strings.TrimRight(stdout, "\n"), "\n") {
 		switch {
 		case strings.HasPrefix(line, "home "):
 			out.home = strings.TrimPrefix(line, "home ")
 		case strings.HasPrefix(line, "dir "):
 			out.dir = strings.TrimPrefix(line, "dir ")
+		default:
+			rest = append(rest, line)
+		}
+	}
+	files, err := parseStats(rest)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dest, err)
+	}
+	for n, rf := range files {
+		if rf.sha == "?" {
+			return nil, fmt.Errorf("listing %s: no sha256 for %s", dest, n)
+		}
+	}
+	out.files = files
+	if out.dir == "" {
+		out.dir = remoteDir(dest, out.home)
+	}
+	return out, nil
+}
+
+// parseStats reads statScript's lines: every regular file by the name the
+// shell gave it. A file listed for hashing whose sha256 did not come (it
+// went, or could not be read, in between) has sha "?"; one whose stat was
+// the recorded one has sha "".
+func parseStats(lines []string) (map[string]remoteFile, error) {
+	files := map[string]remoteFile{}
+	sums := map[string]string{}
+	for _, line := range lines {
+		switch {
 		case strings.HasPrefix(line, "= "), strings.HasPrefix(line, "? "):
 			f := strings.SplitN(line, " ", 7)
 			if len(f) != 7 {
-				return bad(line)
+				return nil, fmt.Errorf("unexpected line %q", line)
 			}
 			mode, err1 := strconv.ParseUint(f[1], 8, 32)
 			size, err2 := strconv.ParseInt(f[2], 10, 64)
 			if err1 != nil || err2 != nil {
-				return bad(line)
+				return nil, fmt.Errorf("unexpected line %q", line)
 			}
 			rf := remoteFile{mode: uint32(mode), size: size, stat: strings.Join(f[2:6], " ")}
 			if f[0] == "?" {
 				rf.sha = "?" // filled from sha256sum's line below
 			}
-			out.files[f[6]] = rf
+			files[f[6]] = rf
 		case line != "":
 			name, sum, ok := sumLine(line)
 			if !ok {
-				return bad(line)
+				return nil, fmt.Errorf("unexpected line %q", line)
 			}
 			sums[name] = sum
 		}
 	}
-	for n, rf := range out.files {
-		if rf.sha == "?" {
-			if rf.sha = sums[n]; rf.sha == "" {
-				return nil, fmt.Errorf("listing %s: no sha256 for %s", dest, n)
-			}
-			out.files[n] = rf
+	for n, rf := range files {
+		if rf.sha == "?" && sums[n] != "" {
+			rf.sha = sums[n]
+			files[n] = rf
 		}
 	}
-	if out.dir == "" {
-		out.dir = remoteDir(dest, out.home)
-	}
-	return out, nil
+	return files, nil
 }
 
 // sendFiles writes files to dir on t's node over one sftp session, which
@@ -454,21 +488,17 @@ func (copyHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, error
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	asked := make([]probeFile, len(names))
+	for i, n := range names {
+		asked[i] = fileIn(c.Dest, n, prior.Stats[n])
+	}
 	return &probe{
-		t: &c.target, root: c.Root,
-		script: listScript(c.Dest, names, prior.Stats),
-		parse: func(r *result) (*sdk.ReadResponse, error) {
-			if r.status != 0 {
-				return nil, rootFailure("listing "+c.Dest, r.stderr)
-			}
-			have, err := parseListing(c.Dest, r.stdout)
-			if err != nil {
-				return nil, err
-			}
+		t: &c.target, root: c.Root, files: asked,
+		parse: func(r *reading) (*sdk.ReadResponse, error) {
 			var changed []string
-			for _, n := range names {
-				rf, ok := have.files[n]
-				if !ok {
+			for i, n := range names {
+				rf := r.files[i]
+				if rf == nil {
 					return &sdk.ReadResponse{Exists: false}, nil
 				}
 				if (rf.sha != "" && rf.sha != prior.Files[n]) || (modes[n] != 0 && rf.mode != modes[n]) {

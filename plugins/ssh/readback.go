@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -14,20 +14,54 @@ import (
 	"github.com/khw-dev/khw/plugins/sdk"
 )
 
-// A probe is one resource's share of reading a node back: a shell script
-// and what its output means. Read runs one probe as one command; ReadMany
-// runs every probe bound for a node as one command, so that a plan costs
-// one connection and one command per node however many resources the node
-// holds.
+// A probe is one resource's share of reading a node back: the files it
+// asks about, the systemd units whose state it needs, and what the answers
+// mean. Read runs one probe as one command; ReadMany runs every probe
+// bound for a node as one command, so that a plan costs one connection
+// and one command per node however many resources the node holds. That
+// command starts a fixed number of processes, whatever the probes: one
+// stat for every file, one sha256sum for those whose stat is not the
+// recorded one, one systemctl for every unit (on a busy emulated guest,
+// each process costs about as much as the ssh login itself).
 type probe struct {
-	t      *target
-	root   bool // the script runs as root
-	script string
-	// units are systemd units whose state (systemctl is-active) parse
-	// needs: asked once per node for every probe, in r.units.
+	t     *target
+	root  bool // the files are read as root
+	files []probeFile
 	units []string
-	// parse reads the script's output and exit status.
-	parse func(r *result) (*sdk.ReadResponse, error)
+	// parse reads the answers: r.files[i] is files[i] on the node.
+	parse func(r *reading) (*sdk.ReadResponse, error)
+}
+
+// probeFile is a file a probe asks about: its path, absolute or under the
+// login user's home, and the stat recorded with its sha256 (or "": hash
+// it whatever its stat).
+type probeFile struct {
+	path   string
+	inHome bool
+	known  string
+}
+
+// word is the file's path as the node's shell names it.
+func (f probeFile) word() string {
+	if f.inHome {
+		return `"$HOME"/` + shellQuote(f.path)
+	}
+	return shellQuote(f.path)
+}
+
+// fileIn is name in a copy's dest as a probeFile, with the known stat.
+func fileIn(dest, name, known string) probeFile {
+	rel, inHome := destDir(dest)
+	return probeFile{path: path.Join(rel, name), inHome: inHome, known: known}
+}
+
+// reading is what one node said about a probe's files and units.
+type reading struct {
+	// files are the probe's files in order: nil for one that is missing
+	// or not a regular file. A file's sha is "?" when the node did not
+	// report it and its stat is not the recorded one: it changed.
+	files []*remoteFile
+	units map[string]string
 }
 
 // prober is a resource type whose read-back is a probe. It returns a
@@ -139,13 +173,14 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 	if err != nil {
 		return fail(err)
 	}
-	parts, err := splitBatch(mark, r.stdout, probes)
+	readings, err := splitBatch(mark, r.stdout, probes)
 	if err != nil {
-		// The batch did not run at all: sudo refused, or no shell.
+		// The batch did not run, or not to its end: sudo refused, no
+		// shell, no stat.
 		return fail(fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), rootFailure("reading back", r.stderr+"\n"+err.Error())))
 	}
 	for i, pr := range probes {
-		resps[i], errs[i] = pr.parse(parts[i])
+		resps[i], errs[i] = pr.parse(readings[i])
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("node %s (%s): %w", pr.t.Node, pr.t.addr(), errs[i])
 		}
@@ -154,33 +189,54 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 	return resps, errs
 }
 
-// batchScript is one shell script that runs every probe in turn, each in
-// a subshell (a probe may exit), with its stdout, its stderr (only when it
-// failed) and its exit status between lines that start with mark; then one
-// systemctl is-active for every unit the probes ask about. It reads from
-// stdin (sh -s), as root when a probe needs root: then with the login
-// user's $HOME, which the probes that name "~" expect.
+// batchScript is the one shell script that answers every probe: the login
+// user's home, statScript over every probe's files, then one systemctl
+// is-active for every unit, between lines that start with mark. It reads
+// from stdin (sh -s), as root when a probe needs root: then with the login
+// user's $HOME, passed as $1, which the files under "~" name.
 func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	root := false
 	for _, pr := range probes {
 		root = root || pr.root
 	}
-	units := unitsOf(probes)
+	words, known := batchFiles(probes)
+	var b strings.Builder
 	cmd = "sh -s"
 	if root && user != "root" {
-		cmd = `sudo -n env HOME="$HOME" sh -s`
+		cmd = `sudo -n sh -s "$HOME"`
+		b.WriteString("HOME=$1\n")
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "e=$(mktemp) || exit 1\ntrap 'rm -f \"$e\"' EXIT\n")
-	for i, pr := range probes {
-		fmt.Fprintf(&b, "echo '%s %d out'\n(\n%s\n) 2>\"$e\" </dev/null\ns=$?\necho; echo \"%s %d err $s\"\n[ $s -eq 0 ] || cat \"$e\"; echo\n", mark, i, pr.script, mark, i)
+	fmt.Fprintf(&b, "echo \"%s home $HOME\"\n", mark)
+	if len(words) > 0 {
+		statScript(&b, words, known)
 	}
 	fmt.Fprintf(&b, "echo '%s units'\n", mark)
-	if len(units) > 0 {
-		fmt.Fprintf(&b, "systemctl is-active -- %s 2>&1\n", quoteAll(units))
+	if units := unitsOf(probes); len(units) > 0 {
+		fmt.Fprintf(&b, "systemctl is-active -- %s 2>&1 </dev/null\n", quoteAll(units))
 	}
 	fmt.Fprintf(&b, "echo '%s end'\n", mark)
 	return cmd, b.String()
+}
+
+// batchFiles is every file the probes ask about, once each, as shell
+// words, with the stat that spares hashing it: none when two probes
+// recorded different ones.
+func batchFiles(probes []*probe) (words, known []string) {
+	at := map[string]int{}
+	for _, pr := range probes {
+		for _, f := range pr.files {
+			w := f.word()
+			i, seen := at[w]
+			switch {
+			case !seen:
+				at[w] = len(words)
+				words, known = append(words, w), append(known, f.known)
+			case known[i] != f.known:
+				known[i] = ""
+			}
+		}
+	}
+	return words, known
 }
 
 // unitsOf is every unit the probes ask about, in order: batchScript asks
@@ -201,18 +257,22 @@ func sumLine(line string) (name, sum string, ok bool) {
 	return "", "", false
 }
 
-// splitBatch cuts batchScript's output into each probe's result, with the
-// state of every unit the probes named.
-func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
-	n := len(probes)
+// splitBatch reads batchScript's output back into each probe's reading.
+func splitBatch(mark, stdout string, probes []*probe) ([]*reading, error) {
+	// Each part has lost its last newline to the next mark.
 	parts := strings.Split("\n"+stdout, "\n"+mark+" ")
-	early := fmt.Errorf("the read-back script ended early (%d of %d parts)", max(len(parts)-2, 0)/2, n)
-	if len(parts) != 2*n+3 || parts[len(parts)-1] != "end\n" {
-		return nil, early
+	if len(parts) != 4 || parts[0] != "" || parts[3] != "end\n" || !strings.HasPrefix(parts[1], "home ") {
+		return nil, fmt.Errorf("the read-back script ended early or out of order")
 	}
-	head, body, _ := strings.Cut(parts[len(parts)-2], "\n")
+	head, body, _ := strings.Cut(parts[2], "\n")
 	if head != "units" {
-		return nil, early
+		return nil, fmt.Errorf("the read-back script ended early or out of order")
+	}
+	lines := strings.Split(parts[1], "\n")
+	home := strings.TrimPrefix(lines[0], "home ")
+	files, err := parseStats(lines[1:])
+	if err != nil {
+		return nil, fmt.Errorf("reading back: %w", err)
 	}
 	units := unitsOf(probes)
 	var states []string
@@ -226,19 +286,25 @@ func splitBatch(mark, stdout string, probes []*probe) ([]*result, error) {
 	for i, u := range units {
 		state[u] = states[i]
 	}
-	out := make([]*result, n)
+	out := make([]*reading, len(probes))
 	for i, pr := range probes {
-		oh, stdout, _ := strings.Cut(parts[1+2*i], "\n")
-		eh, stderr, _ := strings.Cut(parts[2+2*i], "\n")
-		f := strings.Fields(eh)
-		if oh != strconv.Itoa(i)+" out" || len(f) != 3 || f[0] != strconv.Itoa(i) || f[1] != "err" {
-			return nil, fmt.Errorf("the read-back script's output is out of order at probe %d", i)
+		r := &reading{files: make([]*remoteFile, len(pr.files)), units: map[string]string{}}
+		for j, f := range pr.files {
+			name := f.path
+			if f.inHome {
+				name = home + "/" + f.path
+			}
+			rf, ok := files[name]
+			if !ok {
+				continue
+			}
+			// Unhashed because another word for the same file had
+			// its stat recorded: this one's decides.
+			if rf.sha == "" && (f.known == "" || rf.stat != f.known) {
+				rf.sha = "?"
+			}
+			r.files[j] = &rf
 		}
-		status, err := strconv.Atoi(f[2])
-		if err != nil {
-			return nil, fmt.Errorf("the read-back script's output is out of order at probe %d", i)
-		}
-		r := &result{stdout: stdout, stderr: stderr, status: status, units: map[string]string{}}
 		for _, u := range pr.units {
 			r.units[u] = state[u]
 		}

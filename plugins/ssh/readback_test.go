@@ -10,23 +10,60 @@ import (
 	"testing"
 )
 
-// TestBatchScriptRoundTrip runs batchScript's script in a local shell and
-// cuts its output back with splitBatch: each probe gets exactly its own
-// stdout, stderr and status, including a probe that exits early, one that
-// prints no final newline and one that prints nothing.
+// TestBatchScriptRoundTrip runs batchScript's script in a local shell, as
+// root would through sudo (HOME passed as $1), and reads its output back
+// with splitBatch: each probe gets its own files, in its order, whether
+// under the home or absolute, hashed only where the stat is not the
+// recorded one, and the state of its units.
 func TestBatchScriptRoundTrip(t *testing.T) {
+	home, etc := t.TempDir(), t.TempDir()
+	write := func(p, body string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(home, "ca.pem"), "ca\n")
+	write(filepath.Join(home, "sub", "new file"), "new\n")
+	write(filepath.Join(etc, "kubelet.service"), "[Unit]\n")
+	write(filepath.Join(etc, "edited"), "edited\n")
+	if err := os.Symlink("ca.pem", filepath.Join(home, "link")); err != nil {
+		t.Fatal(err)
+	}
+	statOf := func(p string) string {
+		out, err := exec.Command("stat", "-c", "%s %i %Z %Y", p).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	caStat := statOf(filepath.Join(home, "ca.pem"))
 	probes := []*probe{
-		{script: "echo one; echo two"},
-		{script: "printf 'no newline'; echo oops >&2; exit 4"},
-		{script: "cd /nonexistent 2>/dev/null || exit 0; echo not reached"},
-		{script: "true"},
-		{script: "echo \"home $HOME\"; cat", units: []string{"kubelet", "etcd"}},
-		{script: "echo failing >&2; false", units: []string{"containerd"}},
+		{files: []probeFile{
+			fileIn("~", "ca.pem", caStat),    // as recorded: not hashed
+			fileIn("~/sub", "new file", ""),  // never recorded
+			fileIn("~", "link", caStat),      // not a regular file
+			fileIn("~", "missing", ""),       // missing
+			fileIn(etc, "edited", "7 1 2 3"), // another stat
+		}},
+		{root: true, files: []probeFile{
+			{path: filepath.Join(etc, "kubelet.service")},
+			// The first probe's file under another name, with
+			// another recorded stat: its own decides.
+			{path: filepath.Join(home, "ca.pem"), known: "3 1 2 3"},
+		}, units: []string{"kubelet", "etcd"}},
+		{units: []string{"containerd"}},
+		{},
 	}
 	mark := "@@khw-0123456789abcdef"
 	cmd, script := batchScript("someone", mark, probes)
-	if cmd != "sh -s" {
-		t.Errorf("no probe needs root, yet the command is %q", cmd)
+	if cmd != `sudo -n sh -s "$HOME"` {
+		t.Errorf("a root probe as a user: %q", cmd)
+	}
+	if c := strings.Count(script, "stat -c"); c != 1 {
+		t.Errorf("%d stat commands, want 1:\n%s", c, script)
 	}
 	// systemctl as the nodes answer it, one line per unit.
 	bin := t.TempDir()
@@ -34,8 +71,8 @@ func TestBatchScriptRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := exec.Command("sh", "-s")
-	c.Env = []string{"HOME=/home/someone", "PATH=" + bin + ":/usr/bin:/bin"}
+	c := exec.Command("sh", "-s", home)
+	c.Env = []string{"HOME=/elsewhere", "PATH=" + bin + ":/usr/bin:/bin"}
 	c.Stdin = strings.NewReader(script)
 	out, err := c.Output()
 	if err != nil {
@@ -45,39 +82,59 @@ func TestBatchScriptRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	want := []result{
-		{stdout: "one\ntwo\n"},
-		{stdout: "no newline", stderr: "oops\n", status: 4},
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	want := [][]string{
+		{"", sum("new\n"), "missing", "missing", sum("edited\n")},
+		{sum("[Unit]\n"), "?"},
 		{},
 		{},
-		// cat reads the probe's stdin, which is not the script's.
-		{stdout: "home /home/someone\n"},
-		{stderr: "failing\n", status: 1},
 	}
 	for i, r := range rs {
-		units := r.units
-		if r.stdout != want[i].stdout || r.stderr != want[i].stderr || r.status != want[i].status {
-			t.Errorf("probe %d: %+v, want %+v", i, *r, want[i])
+		if len(r.files) != len(want[i]) {
+			t.Errorf("probe %d: %d files, want %d", i, len(r.files), len(want[i]))
+			continue
 		}
-		if len(units) != len(probes[i].units) {
-			t.Errorf("probe %d: units %v, want %v", i, units, probes[i].units)
+		for j, f := range r.files {
+			got := "missing"
+			if f != nil {
+				got = f.sha
+				if f.mode != 0o640 {
+					t.Errorf("probe %d file %d: mode %o", i, j, f.mode)
+				}
+			}
+			if got != want[i][j] {
+				t.Errorf("probe %d file %d (%s): sha %q, want %q", i, j, probes[i].files[j].path, got, want[i][j])
+			}
 		}
 	}
-	if u := rs[4].units; u["kubelet"] != "active" || u["etcd"] != "failed" || rs[5].units["containerd"] != "active" {
-		t.Errorf("unit states %v and %v", rs[4].units, rs[5].units)
+	if f := rs[0].files[0]; f == nil || f.stat != caStat {
+		t.Errorf("ca.pem: %+v, want stat %q", f, caStat)
 	}
-	// Nothing at all (sudo refused before the script ran): an error, not
-	// a panic.
+	if u := rs[1].units; len(u) != 2 || u["kubelet"] != "active" || u["etcd"] != "failed" || rs[2].units["containerd"] != "active" || len(rs[3].units) != 0 {
+		t.Errorf("unit states %v, %v, %v", rs[1].units, rs[2].units, rs[3].units)
+	}
+	// Without any unit to ask about, as on a node that holds only copies.
+	_, script = batchScript("someone", mark, probes[:1])
+	c = exec.Command("sh", "-s")
+	c.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
+	c.Stdin = strings.NewReader(script)
+	if out, err := c.Output(); err != nil {
+		t.Fatalf("%v\n%s", err, script)
+	} else if rs, err := splitBatch(mark, string(out), probes[:1]); err != nil || len(rs[0].files) != 5 || rs[0].files[1] == nil {
+		t.Errorf("copies alone: %v\n%s", err, out)
+	}
+	// Nothing at all (sudo refused before the script ran), or half of
+	// it: an error, not a panic.
 	if _, err := splitBatch(mark, "", probes); err == nil {
 		t.Error("an empty output was accepted")
 	}
 	if _, err := splitBatch(mark, string(out[:len(out)/2]), probes); err == nil {
 		t.Error("half the output was accepted")
 	}
-	if cmd, _ := batchScript("someone", mark, []*probe{{root: true}}); !strings.HasPrefix(cmd, "sudo -n ") {
-		t.Errorf("a root probe as a user: %q", cmd)
+	if cmd, _ := batchScript("someone", mark, probes[2:]); cmd != "sh -s" {
+		t.Errorf("no probe needs root, yet the command is %q", cmd)
 	}
-	if cmd, _ := batchScript("root", mark, []*probe{{root: true}}); cmd != "sh -s" {
+	if cmd, _ := batchScript("root", mark, probes); cmd != "sh -s" {
 		t.Errorf("a root probe as root: %q", cmd)
 	}
 }

@@ -51,9 +51,6 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 type result struct {
 	stdout, stderr string
 	status         int
-	// units are the states of the systemd units a read-back probe asked
-	// about (see probe.units).
-	units map[string]string
 }
 
 // output runs a command on the node and returns its output and exit

@@ -256,28 +256,25 @@ func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, er
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	// One sha256sum for every file: a missing one has no line (and makes
-	// sha256sum fail, which is the answer, not an error). The unit's state
-	// comes with the node's other units (probe.units).
-	script := fmt.Sprintf("sha256sum -- %s 2>/dev/null; true", quoteAll(paths))
+	// The files are hashed with every other file on the node, and the
+	// unit's state comes with the node's other units.
+	files := make([]probeFile, len(paths))
+	for i, p := range paths {
+		files[i] = probeFile{path: p}
+	}
 	return &probe{
-		t: &c.target, root: true, script: script, units: []string{c.Service},
-		parse: func(r *result) (*sdk.ReadResponse, error) {
-			sums, state := map[string]string{}, r.units[c.Service]
-			for _, line := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
-				if name, sum, ok := sumLine(line); ok {
-					sums[name] = sum
-				}
-			}
-			if r.status != 0 || state == "" {
-				return nil, rootFailure("reading "+c.Service, r.stderr+r.stdout)
+		t: &c.target, root: true, files: files, units: []string{c.Service},
+		parse: func(r *reading) (*sdk.ReadResponse, error) {
+			state := r.units[c.Service]
+			if state == "" {
+				return nil, fmt.Errorf("reading %s: systemctl gave no state", c.Service)
 			}
 			var changed []string
-			for _, p := range paths {
-				switch {
-				case sums[p] == "" && p == unitPath(c.Service):
+			for i, p := range paths {
+				switch rf := r.files[i]; {
+				case rf == nil && p == unitPath(c.Service):
 					return &sdk.ReadResponse{Exists: false}, nil
-				case sums[p] != prior.Files[p]:
+				case rf == nil || rf.sha != prior.Files[p]:
 					changed = append(changed, p)
 				}
 			}

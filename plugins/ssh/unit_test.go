@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -41,6 +43,20 @@ func TestRemoteDir(t *testing.T) {
 	} {
 		if got := remoteDir(dest, "/home/veeru"); got != want {
 			t.Errorf("remoteDir(%q) = %q, want %q", dest, got, want)
+		}
+	}
+	// The shell's words for a dest and a file in it name the same place
+	// once the node's shell expands $HOME.
+	for _, dest := range []string{"~", "~/", "~/certs", "~/a/../b", "certs", "/etc/kubernetes/", "/"} {
+		want := remoteDir(dest, "/home/veeru")
+		dir, err := exec.Command("sh", "-c", "HOME=/home/veeru; printf %s "+shellDir(dest)).Output()
+		if err != nil || string(dir) != want {
+			t.Errorf("shellDir(%q) expands to %q (%v), want %q", dest, dir, err, want)
+		}
+		f := fileIn(dest, "ca.pem", "")
+		file, err := exec.Command("sh", "-c", "HOME=/home/veeru; printf %s "+f.word()).Output()
+		if err != nil || string(file) != path.Join(want, "ca.pem") {
+			t.Errorf("fileIn(%q) expands to %q (%v), want %q", dest, file, err, path.Join(want, "ca.pem"))
 		}
 	}
 }
