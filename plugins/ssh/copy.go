@@ -175,7 +175,7 @@ func listScript(dest string, names []string, known map[string]string) string {
 	for i, n := range names {
 		words[i], knowns[i] = shellQuote(n), known[n]
 	}
-	statScript(&b, words, knowns)
+	statScript(&b, words, knowns, false)
 	return b.String()
 }
 
@@ -194,8 +194,22 @@ func listScript(dest string, names []string, known map[string]string) string {
 // line. Where two words expand to the same name, the first one's known
 // stat decides; parseStats' caller checks the stat it reads against its
 // own. Nothing here reads the script's stdin, which may be the script.
-func statScript(b *strings.Builder, words, known []string) {
-	fmt.Fprintf(b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null </dev/null)\nset --\n", strings.Join(words, " "))
+//
+// With sudo, the script runs as a login user that may not see every file,
+// and root is asked only where the user is refused: stat again through
+// `sudo -n` when the user's stat did not answer for every file (one is
+// missing, or in a directory only root may search), and sha256sum through
+// it when a file to hash is not readable by the user. A read-back of a
+// node where nothing changed then costs no sudo, whose start on a busy
+// emulated guest costs more than the rest of the script; sudo's own
+// complaints reach the command's stderr.
+func statScript(b *strings.Builder, words, known []string, sudo bool) {
+	list := strings.Join(words, " ")
+	fmt.Fprintf(b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null </dev/null)", list)
+	if sudo {
+		fmt.Fprintf(b, " ||\nl=$(sudo -n stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s </dev/null)", list)
+	}
+	b.WriteString("\nset --\n")
 	b.WriteString("while IFS='|' read -r t s n; do\n\tcase $t in regular*) ;; *) continue ;; esac\n\tk=\n\tcase $n in\n")
 	for i, w := range words {
 		if known[i] != "" {
@@ -203,7 +217,13 @@ func statScript(b *strings.Builder, words, known []string) {
 		}
 	}
 	b.WriteString("\tesac\n\tif [ -n \"$k\" ] && [ \"${s#* }\" = \"$k\" ]; then echo \"= $s $n\"; else echo \"? $s $n\"; set -- \"$@\" \"$n\"; fi\n")
-	b.WriteString("done <<EOF\n$l\nEOF\n[ $# -eq 0 ] || sha256sum -- \"$@\" </dev/null\n")
+	b.WriteString("done <<EOF\n$l\nEOF\n")
+	if !sudo {
+		b.WriteString("[ $# -eq 0 ] || sha256sum -- \"$@\" </dev/null\n")
+		return
+	}
+	b.WriteString("h=sha256sum\nfor f; do [ -r \"$f\" ] || h='sudo -n sha256sum'; done\n")
+	b.WriteString("[ $# -eq 0 ] || $h -- \"$@\" </dev/null\n")
 }
 
 // parseListing reads listScript's output.

@@ -175,9 +175,12 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 	}
 	readings, err := splitBatch(mark, r.stdout, probes)
 	if err != nil {
-		// The batch did not run, or not to its end: sudo refused, no
-		// shell, no stat.
+		// The batch did not run, or not to its end: no shell, no stat.
 		return fail(fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), rootFailure("reading back", r.stderr+"\n"+err.Error())))
+	}
+	if refused := sudoRefused(r.stderr); refused != "" {
+		// Files root alone may see would look missing: say why instead.
+		return fail(fmt.Errorf("node %s (%s): %w", t.Node, t.addr(), rootFailure("reading back", refused)))
 	}
 	for i, pr := range probes {
 		resps[i], errs[i] = pr.parse(readings[i])
@@ -191,9 +194,9 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 
 // batchScript is the one shell script that answers every probe: the login
 // user's home, statScript over every probe's files, then one systemctl
-// is-active for every unit, between lines that start with mark. It reads
-// from stdin (sh -s), as root when a probe needs root: then with the login
-// user's $HOME, passed as $1, which the files under "~" name.
+// is-active for every unit, between lines that start with mark. It runs as
+// the login user, from stdin (sh -s); when a probe needs root and the user
+// is not root, statScript asks sudo for what the user may not read.
 func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	root := false
 	for _, pr := range probes {
@@ -201,21 +204,28 @@ func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 	}
 	words, known := batchFiles(probes)
 	var b strings.Builder
-	cmd = "sh -s"
-	if root && user != "root" {
-		cmd = `sudo -n sh -s "$HOME"`
-		b.WriteString("HOME=$1\n")
-	}
 	fmt.Fprintf(&b, "echo \"%s home $HOME\"\n", mark)
 	if len(words) > 0 {
-		statScript(&b, words, known)
+		statScript(&b, words, known, root && user != "root")
 	}
 	fmt.Fprintf(&b, "echo '%s units'\n", mark)
 	if units := unitsOf(probes); len(units) > 0 {
 		fmt.Fprintf(&b, "systemctl is-active -- %s 2>&1 </dev/null\n", quoteAll(units))
 	}
 	fmt.Fprintf(&b, "echo '%s end'\n", mark)
-	return cmd, b.String()
+	return "sh -s", b.String()
+}
+
+// sudoRefused is the line of stderr where sudo refused to run a command,
+// or "". sudo's warning about the node's own host name is not a refusal.
+func sudoRefused(stderr string) string {
+	for _, line := range strings.Split(stderr, "\n") {
+		refused := strings.HasPrefix(line, "sudo: ") && !strings.Contains(line, "unable to resolve host")
+		if refused || strings.HasSuffix(line, "sudo: not found") {
+			return line
+		}
+	}
+	return ""
 }
 
 // batchFiles is every file the probes ask about, once each, as shell

@@ -59,26 +59,41 @@ func TestBatchScriptRoundTrip(t *testing.T) {
 	}
 	mark := "@@khw-0123456789abcdef"
 	cmd, script := batchScript("someone", mark, probes)
-	if cmd != `sudo -n sh -s "$HOME"` {
-		t.Errorf("a root probe as a user: %q", cmd)
+	if cmd != "sh -s" {
+		t.Errorf("the read-back runs as the login user, yet its command is %q", cmd)
 	}
-	if c := strings.Count(script, "stat -c"); c != 1 {
-		t.Errorf("%d stat commands, want 1:\n%s", c, script)
-	}
-	// systemctl as the nodes answer it, one line per unit.
+	// systemctl as the nodes answer it, one line per unit; sudo that
+	// notes each command it runs.
 	bin := t.TempDir()
-	fake := "#!/bin/sh\nshift; for u; do case $u in --) ;; etcd) echo failed ;; *) echo active ;; esac; done\n"
-	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fake), 0o755); err != nil {
-		t.Fatal(err)
+	sudoLog := filepath.Join(bin, "sudo.log")
+	for name, body := range map[string]string{
+		"systemctl": "#!/bin/sh\nshift; for u; do case $u in --) ;; etcd) echo failed ;; *) echo active ;; esac; done\n",
+		"sudo":      "#!/bin/sh\n[ \"$1\" = -n ] && shift; echo \"$1\" >>" + sudoLog + "; exec \"$@\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	c := exec.Command("sh", "-s", home)
-	c.Env = []string{"HOME=/elsewhere", "PATH=" + bin + ":/usr/bin:/bin"}
-	c.Stdin = strings.NewReader(script)
-	out, err := c.Output()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, script)
+	run := func(script string) string {
+		t.Helper()
+		_ = os.Remove(sudoLog)
+		c := exec.Command("sh", "-s")
+		c.Env = []string{"HOME=" + home, "PATH=" + bin + ":/usr/bin:/bin"}
+		c.Stdin = strings.NewReader(script)
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, script)
+		}
+		return string(out)
 	}
-	rs, err := splitBatch(mark, string(out), probes)
+	sudoRan := func() string { b, _ := os.ReadFile(sudoLog); return strings.TrimSpace(string(b)) }
+	out := run(script)
+	// A file missing: the user's stat did not answer for all, so root's
+	// is asked (here the same answer).
+	if s := sudoRan(); s != "stat" {
+		t.Errorf("with a file missing, sudo ran %q, want stat", s)
+	}
+	rs, err := splitBatch(mark, out, probes)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -115,27 +130,43 @@ func TestBatchScriptRoundTrip(t *testing.T) {
 	}
 	// Without any unit to ask about, as on a node that holds only copies.
 	_, script = batchScript("someone", mark, probes[:1])
-	c = exec.Command("sh", "-s")
-	c.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
-	c.Stdin = strings.NewReader(script)
-	if out, err := c.Output(); err != nil {
-		t.Fatalf("%v\n%s", err, script)
-	} else if rs, err := splitBatch(mark, string(out), probes[:1]); err != nil || len(rs[0].files) != 5 || rs[0].files[1] == nil {
+	if out := run(script); sudoRan() != "" {
+		t.Errorf("no probe needs root, yet sudo ran %q", sudoRan())
+	} else if rs, err := splitBatch(mark, out, probes[:1]); err != nil || len(rs[0].files) != 5 || rs[0].files[1] == nil {
 		t.Errorf("copies alone: %v\n%s", err, out)
+	}
+	// Nothing changed, nothing missing: no sudo at all, and one stat.
+	steady := []*probe{{root: true, files: []probeFile{fileIn("~", "ca.pem", caStat)}, units: []string{"kubelet"}}}
+	_, script = batchScript("someone", mark, steady)
+	if c := strings.Count(script, "stat -c"); c != 2 {
+		t.Errorf("%d stat commands in the script, want the user's and root's:\n%s", c, script)
+	}
+	if out := run(script); sudoRan() != "" {
+		t.Errorf("a node where nothing changed cost sudo %q", sudoRan())
+	} else if rs, err := splitBatch(mark, out, steady); err != nil || rs[0].files[0] == nil || rs[0].files[0].sha != "" {
+		t.Errorf("steady: %v\n%s", err, out)
+	}
+	for stderr, want := range map[string]string{
+		"": "",
+		"stat: cannot statx 'x': No such file or directory\n":          "",
+		"sudo: unable to resolve host n1: Name or service not known\n": "",
+		"sudo: a password is required\n":                               "sudo: a password is required",
+		"sh: 2: sudo: not found\n":                                     "sh: 2: sudo: not found",
+	} {
+		if got := sudoRefused(stderr); got != want {
+			t.Errorf("sudoRefused(%q) = %q, want %q", stderr, got, want)
+		}
 	}
 	// Nothing at all (sudo refused before the script ran), or half of
 	// it: an error, not a panic.
 	if _, err := splitBatch(mark, "", probes); err == nil {
 		t.Error("an empty output was accepted")
 	}
-	if _, err := splitBatch(mark, string(out[:len(out)/2]), probes); err == nil {
+	if _, err := splitBatch(mark, out[:len(out)/2], probes); err == nil {
 		t.Error("half the output was accepted")
 	}
-	if cmd, _ := batchScript("someone", mark, probes[2:]); cmd != "sh -s" {
-		t.Errorf("no probe needs root, yet the command is %q", cmd)
-	}
-	if cmd, _ := batchScript("root", mark, probes); cmd != "sh -s" {
-		t.Errorf("a root probe as root: %q", cmd)
+	if _, script := batchScript("root", mark, probes); strings.Contains(script, "sudo") {
+		t.Errorf("root needs no sudo:\n%s", script)
 	}
 }
 
