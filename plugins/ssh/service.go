@@ -38,6 +38,9 @@ type serviceConfig struct {
 type serviceOutputs struct {
 	HostKey string            `json:"host_key"`
 	Files   map[string]string `json:"files"` // path -> sha256, the unit included
+	// Stats are the files' stat keys when placed (see copyOutputs.Stats):
+	// a read-back hashes only a file whose stat is not this one.
+	Stats map[string]string `json:"stats,omitempty"`
 }
 
 var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$`)
@@ -108,7 +111,7 @@ func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progre
 	if err != nil {
 		return nil, err
 	}
-	out := serviceOutputs{Files: map[string]string{}}
+	out := serviceOutputs{Files: map[string]string{}, Stats: map[string]string{}}
 	// The files, a directory at a time: sent only where they differ.
 	all := c.all()
 	dirs, names := byDir(all)
@@ -121,8 +124,16 @@ func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progre
 			sums = append(sums, localSum{sha: sha(content), size: int64(len(content))})
 			out.Files[path.Join(d, n)] = sha(content)
 		}
-		if _, err := place(ctx, h.p, req, &c.target, d, true, files, sums, copyOutputs{}, progress); err != nil {
+		placed, err := place(ctx, h.p, req, &c.target, d, true, files, sums, copyOutputs{}, progress)
+		if err != nil {
 			return nil, err
+		}
+		var co copyOutputs
+		if err := json.Unmarshal(placed.Outputs, &co); err != nil {
+			return nil, err
+		}
+		for n, st := range co.Stats {
+			out.Stats[path.Join(d, n)] = st
 		}
 	}
 	cn, err := h.p.connect(ctx, &c.target, req.Workdir, req.Deps, c.timeout())
@@ -256,11 +267,12 @@ func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, er
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	// The files are hashed with every other file on the node, and the
-	// unit's state comes with the node's other units.
+	// The files are read with every other file on the node (hashed
+	// when their stat is not the one recorded), and the unit's state
+	// comes with the node's other units.
 	files := make([]probeFile, len(paths))
 	for i, p := range paths {
-		files[i] = probeFile{path: p}
+		files[i] = probeFile{path: p, known: prior.Stats[p]}
 	}
 	return &probe{
 		t: &c.target, root: true, files: files, units: []string{c.Service},
@@ -274,7 +286,7 @@ func (serviceHandler) probe(req *sdk.ReadRequest) (*probe, *sdk.ReadResponse, er
 				switch rf := r.files[i]; {
 				case rf == nil && p == unitPath(c.Service):
 					return &sdk.ReadResponse{Exists: false}, nil
-				case rf == nil || rf.sha != prior.Files[p]:
+				case rf == nil || (rf.sha != "" && rf.sha != prior.Files[p]):
 					changed = append(changed, p)
 				}
 			}
