@@ -305,3 +305,42 @@ func TestUnreachableHint(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceProbe reads a service back from what its node said: the
+// recorded stats go with the files, a file not hashed again is taken as
+// recorded, and a changed file, a missing unit or a stopped service is
+// each told apart.
+func TestServiceProbe(t *testing.T) {
+	unitFile := unitPath("kubelet")
+	r := resource("node.service", "n1-kubelet", map[string]any{"node": "n1", "host": "10.200.1.13", "user": "veeru", "identity": "id_ed25519",
+		"service": "kubelet", "unit": "[Unit]\n", "files": map[string]any{"/etc/x.conf": "x"}})
+	prior, _ := json.Marshal(serviceOutputs{Files: map[string]string{unitFile: "aaa", "/etc/x.conf": "bbb"}, Stats: map[string]string{unitFile: "1 2 3 4"}})
+	pr, resp, err := serviceHandler{}.probe(&sdk.ReadRequest{Resource: r, PriorOutputs: prior})
+	if err != nil || resp != nil || pr == nil {
+		t.Fatalf("probe: %v, %v, %v", pr, resp, err)
+	}
+	if len(pr.files) != 2 || pr.files[0].path != unitFile || pr.files[0].known != "1 2 3 4" || pr.files[1].path != "/etc/x.conf" || pr.files[1].known != "" || !pr.root {
+		t.Fatalf("probe asks for %+v", pr.files)
+	}
+	for what, c := range map[string]struct {
+		conf, unit *remoteFile
+		state      string
+		exists     bool
+		drift      string
+	}{
+		"as recorded": {&remoteFile{sha: "bbb"}, &remoteFile{stat: "1 2 3 4"}, "active", true, ""},
+		"unit edited": {&remoteFile{sha: "bbb"}, &remoteFile{sha: "?"}, "active", true, unitFile + " changed on n1"},
+		"conf edited": {&remoteFile{sha: "ccc"}, &remoteFile{}, "active", true, "/etc/x.conf changed on n1"},
+		"conf gone":   {nil, &remoteFile{}, "active", true, "/etc/x.conf changed on n1"},
+		"unit gone":   {&remoteFile{sha: "bbb"}, nil, "inactive", false, ""},
+		"stopped":     {&remoteFile{sha: "bbb"}, &remoteFile{}, "failed", true, "kubelet is not running on n1 (failed)"},
+	} {
+		got, err := pr.parse(&reading{files: []*remoteFile{c.unit, c.conf}, units: map[string]string{"kubelet": c.state}})
+		if err != nil || got.Exists != c.exists || got.Drift != c.drift {
+			t.Errorf("%s: %+v, %v; want exists %v, drift %q", what, got, err, c.exists, c.drift)
+		}
+	}
+	if _, err := pr.parse(&reading{files: make([]*remoteFile, 2), units: map[string]string{}}); err == nil {
+		t.Error("no unit state was accepted")
+	}
+}
