@@ -338,6 +338,14 @@ down() {
         say "khw destroy failed; removing the lab anyway"
         libvirt_cleanup qemu:///system
         if ip netns list | grep -qw "$HV2"; then libvirt_cleanup "$HV2_URI"; fi
+        # The state now names VMs and containers that are gone: set it
+        # aside, so that the next `up` starts from nothing instead of
+        # reading back a lab that no longer exists.
+        stamp=$(date -u +%Y%m%dT%H%M%SZ)
+        for f in state.json state.journal; do
+          if [ -f "$WORKDIR/.khw/$f" ]; then mv "$WORKDIR/.khw/$f" "$WORKDIR/.khw/$f.removed-$stamp"; fi
+        done
+        say "the lab's state is kept aside as $WORKDIR/.khw/state.json.removed-$stamp"
       fi
     fi
     if [ -f "$RUN/dockerd.pid" ]; then docker_cleanup || true; fi
