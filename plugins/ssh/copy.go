@@ -204,10 +204,10 @@ func listScript(dest string, names []string, known map[string]string) string {
 // emulated guest costs more than the rest of the script; sudo's own
 // complaints reach the command's stderr.
 func statScript(b *strings.Builder, words, known []string, sudo bool) {
-	list := strings.Join(words, " ")
-	fmt.Fprintf(b, "l=$(stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s 2>/dev/null </dev/null)", list)
+	stat := "stat -c '%F|%a %s %i %Z %Y|%n' -- " + strings.Join(words, " ")
+	fmt.Fprintf(b, "l=$(%s 2>/dev/null </dev/null)", stat)
 	if sudo {
-		fmt.Fprintf(b, " ||\nl=$(sudo -n stat -c '%%F|%%a %%s %%i %%Z %%Y|%%n' -- %s </dev/null)", list)
+		fmt.Fprintf(b, " ||\nl=$(sudo -n %s </dev/null)", stat)
 	}
 	b.WriteString("\nset --\n")
 	b.WriteString("while IFS='|' read -r t s n; do\n\tcase $t in regular*) ;; *) continue ;; esac\n\tk=\n\tcase $n in\n")
@@ -406,19 +406,23 @@ func (h copyHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress 
 	}
 	var prior copyOutputs
 	_ = json.Unmarshal(req.PriorOutputs, &prior)
-	return place(ctx, h.p, req, &c.target, c.Dest, c.Root, files, sums, prior, progress)
+	out, err := place(ctx, h.p, req, &c.target, c.Dest, c.Root, files, sums, prior, progress)
+	if err != nil {
+		return nil, err
+	}
+	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: digest(out.Files)}, nil
 }
 
 // place puts files (with their local sums) in dest on t's node, sending
 // only those whose copy on the node differs, and returns the outputs that
 // record them.
-func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest string, root bool, files []copyFile, sums []localSum, prior copyOutputs, progress sdk.Progress) (*sdk.ApplyResponse, error) {
+func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest string, root bool, files []copyFile, sums []localSum, prior copyOutputs, progress sdk.Progress) (*copyOutputs, error) {
 	cn, err := p.connect(ctx, t, req.Workdir, req.Deps, t.timeout())
 	if err != nil {
 		return nil, err
 	}
 	defer p.release(cn)
-	fail := func(err error) (*sdk.ApplyResponse, error) {
+	fail := func(err error) (*copyOutputs, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -477,7 +481,7 @@ func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest 
 			out.Stats[n] = s
 		}
 	}
-	return &sdk.ApplyResponse{Outputs: sdk.Outputs(out), Digest: digest(out.Files)}, nil
+	return &out, nil
 }
 
 func (h copyHandler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadResponse, error) {

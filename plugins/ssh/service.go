@@ -128,11 +128,7 @@ func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progre
 		if err != nil {
 			return nil, err
 		}
-		var co copyOutputs
-		if err := json.Unmarshal(placed.Outputs, &co); err != nil {
-			return nil, err
-		}
-		for n, st := range co.Stats {
+		for n, st := range placed.Stats {
 			out.Stats[path.Join(d, n)] = st
 		}
 	}
