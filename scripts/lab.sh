@@ -6,6 +6,7 @@
 #
 #   scripts/lab.sh up [khw run flags...]   build, start, run the post's recipe
 #   scripts/lab.sh down                    khw destroy, stop daemons, remove namespaces
+#                                          (destroy failed: the lab goes anyway, its state is set aside)
 #   scripts/lab.sh kubectl ARGS...         kubectl (the cluster's version) as admin, through the load balancer
 #   scripts/lab.sh ssh NODE [-- CMD...]    log in to a node (khw ssh)
 #   scripts/lab.sh exec CMD...             run CMD inside the lab (curl, virsh, ...)
