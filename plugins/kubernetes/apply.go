@@ -75,6 +75,7 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 		return nil, err
 	}
 	refs := make([]ref, len(objs))
+	applied := make([]*unstructured.Unstructured, len(objs))
 	for _, i := range applyOrder(objs) {
 		obj := objs[i]
 		ri, r, err := c.resource(obj)
@@ -85,8 +86,8 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 		if err != nil {
 			return nil, c.explain(err, "applying "+r.String())
 		}
-		r.UID = string(out.GetUID())
-		refs[i] = r
+		r.UID, r.ResourceVersion = string(out.GetUID()), out.GetResourceVersion()
+		refs[i], applied[i] = r, out
 		progress("applied " + r.String())
 	}
 
@@ -107,8 +108,17 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 	}
 
 	if *cfg.Wait {
-		if err := c.waitObjects(ctx, refs, cfg.timeout(), progress); err != nil {
+		ready, err := c.waitObjects(ctx, refs, cfg.timeout(), progress)
+		if err != nil {
 			return nil, err
+		}
+		// Getting ready writes the object's status, and with it a new
+		// resourceVersion; the ready one is recorded when what khw sets
+		// is still as applied.
+		for i, r := range refs {
+			if l := ready[r.key()]; l != nil && len(changed(objs[i], applied[i], l)) == 0 {
+				refs[i].ResourceVersion = l.GetResourceVersion()
+			}
 		}
 	}
 	return &sdk.ApplyResponse{Outputs: sdk.Outputs(outputs{Objects: refs}), Digest: cfg.digest()}, nil
@@ -184,13 +194,16 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 	}
 	byKey := map[string]*unstructured.Unstructured{}
 	for i, r := range prior.Objects {
+		if r.ResourceVersion != "" && live[i].GetResourceVersion() == r.ResourceVersion {
+			continue // not written since khw saw it as wanted: no drift
+		}
 		byKey[r.key()] = live[i]
 	}
-	// Drift: what a server-side apply of the same objects would change in
-	// the fields khw sets. (An apply that changes nothing keeps the
-	// object's resourceVersion, but a dry run returns the live
-	// resourceVersion whether it would change something or not: the
-	// content has to be compared.)
+	// Drift, in what was written since: what a server-side apply of the
+	// same objects would change in the fields khw sets. (An apply that
+	// changes nothing keeps the object's resourceVersion, but a dry run
+	// returns the live resourceVersion whether it would change something
+	// or not: the content has to be compared.)
 	objs := cfg.objects()
 	drift := make([]string, len(objs))
 	err = each(ctx, len(objs), func(ctx context.Context, i int) error {
@@ -201,7 +214,7 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 		}
 		l := byKey[r.key()]
 		if l == nil {
-			return nil // not recorded: the next apply makes it
+			return nil // unchanged, or not recorded (the next apply makes it)
 		}
 		want, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 		if err != nil {

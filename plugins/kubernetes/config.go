@@ -103,6 +103,11 @@ type ref struct {
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 	UID       string `json:"uid,omitempty"`
+	// ResourceVersion is the object's version when khw last saw it as
+	// the manifest wants it: after its apply, or, for what khw waits on,
+	// once it was ready. A read that finds the same version knows
+	// nothing was written to the object since, and skips the dry run.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
 }
 
 // outputs are what an apply records.

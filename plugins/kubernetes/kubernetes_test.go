@@ -224,15 +224,33 @@ func TestThePostsRBAC(t *testing.T) {
 	if again.Digest != first.Digest || again.Digest == "" {
 		t.Errorf("digest %q then %q", first.Digest, again.Digest)
 	}
+	// An object whose resourceVersion is the one recorded is not checked
+	// with a dry run: r.read reads three times (Read, and ReadMany twice).
+	dry := dryRuns(t, a)
 	if rr := r.read(res, again.Outputs); !rr.Exists || rr.Drift != "" {
 		t.Fatalf("read after apply: exists %v, drift %q", rr.Exists, rr.Drift)
+	}
+	if n := dryRuns(t, a) - dry; n != 0 {
+		t.Errorf("reading objects nobody wrote to made %d dry runs, want 0", n)
+	}
+	// A state recorded without resourceVersions is checked object by object.
+	dry = dryRuns(t, a)
+	if rr := r.read(res, withoutVersions(t, again.Outputs)); !rr.Exists || rr.Drift != "" {
+		t.Fatalf("read without resourceVersions: exists %v, drift %q", rr.Exists, rr.Drift)
+	}
+	if n := dryRuns(t, a) - dry; n != 6 {
+		t.Errorf("reading 2 objects without recorded resourceVersions 3 times made %d dry runs, want 6", n)
 	}
 
 	// Edited by hand: drift, named; apply repairs it.
 	a.MustKubectl("patch", "clusterrole", "system:kube-apiserver-to-kubelet", "--type=json",
 		`-p=[{"op":"replace","path":"/rules/0/verbs","value":["get"]}]`)
+	dry = dryRuns(t, a)
 	if rr := r.read(res, again.Outputs); !rr.Exists || rr.Drift != "ClusterRole system:kube-apiserver-to-kubelet was changed: rules" {
 		t.Fatalf("read after an edit: exists %v, drift %q", rr.Exists, rr.Drift)
+	}
+	if n := dryRuns(t, a) - dry; n != 3 {
+		t.Errorf("reading with one object edited 3 times made %d dry runs, want 3 (the edited one's)", n)
 	}
 	canI(t, a, "kubernetes", "create", "no")
 	repaired := r.mustApply(res, again.Outputs)
@@ -291,6 +309,40 @@ func TestThePostsRBAC(t *testing.T) {
 	if err := p.Delete(context.Background(), &sdk.DeleteRequest{Resource: roleOnly, PriorOutputs: less.Outputs, Workdir: r.workdir}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dryRuns is how many dry-run requests the API server has answered, from
+// its own metrics.
+func dryRuns(t *testing.T, a *labtest.APIServer) int {
+	t.Helper()
+	n := 0
+	for _, l := range strings.Split(a.MustKubectl("get", "--raw", "/metrics"), "\n") {
+		if !strings.HasPrefix(l, "apiserver_request_total{") || !strings.Contains(l, `dry_run="All"`) {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.Atoi(f[len(f)-1])
+		if err != nil {
+			t.Fatalf("metric line %q: %v", l, err)
+		}
+		n += v
+	}
+	return n
+}
+
+// withoutVersions is outputs as an older khw recorded them: no
+// resourceVersions.
+func withoutVersions(t *testing.T, b json.RawMessage) json.RawMessage {
+	t.Helper()
+	o := outputs{Objects: refs(t, b)}
+	for i := range o.Objects {
+		o.Objects[i].ResourceVersion = ""
+	}
+	out, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestWaitAndFailures: a Deployment that cannot run times out with the
@@ -379,8 +431,17 @@ spec:
 	if got := refs(t, nsOut.Outputs); got[0].Namespace != "kube-flannel" || got[2].Kind != "Namespace" || got[3].Resource != "services" {
 		t.Fatalf("outputs = %+v", got)
 	}
+	// The DaemonSet's controller wrote its status on the way to ready:
+	// the version recorded is that one, and reading makes no dry run.
+	if live := a.MustKubectl("-n", "kube-flannel", "get", "daemonset", "kube-flannel-ds", "-o", "jsonpath={.metadata.resourceVersion}"); refs(t, nsOut.Outputs)[1].ResourceVersion != live {
+		t.Errorf("the DaemonSet's recorded resourceVersion is %q, live %q", refs(t, nsOut.Outputs)[1].ResourceVersion, live)
+	}
+	dry := dryRuns(t, a)
 	if rr := r.read(ns, nsOut.Outputs); !rr.Exists || rr.Drift != "" {
 		t.Fatalf("read of the namespace's objects: exists %v, drift %q", rr.Exists, rr.Drift)
+	}
+	if n := dryRuns(t, a) - dry; n != 0 {
+		t.Errorf("reading objects as they were when ready made %d dry runs, want 0", n)
 	}
 	if err := p.Delete(context.Background(), &sdk.DeleteRequest{Resource: ns, PriorOutputs: nsOut.Outputs, Workdir: r.workdir}); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,8 @@ type provider struct {
 // ReadMany reads every k8s.apply back at once, sharing one connection per
 // API server: one set of clients, one discovery of the API and one
 // readiness check per kubeconfig, where Read makes its own for each
-// resource; every object's GET and dry run go out in parallel. A plan
+// resource; every object's GET (and the dry run of one written since khw
+// recorded it) go out in parallel. A plan
 // then costs about one round of requests to the API server however many
 // manifests the recipe applies, as the ssh plugin's costs one command per
 // node.

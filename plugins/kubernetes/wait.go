@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -45,6 +46,8 @@ type readiness struct {
 	state string // "0 of 2 replicas available", for a person
 	// selector picks the object's pods, when it has any.
 	selector labels.Selector
+	// live is the object as read.
+	live *unstructured.Unstructured
 }
 
 // check asks the API server how obj stands now.
@@ -53,6 +56,14 @@ func (c *cluster) check(ctx context.Context, r ref) (*readiness, error) {
 	if err != nil {
 		return nil, c.explain(err, "reading "+r.String())
 	}
+	st, err := readinessOf(r, u)
+	if st != nil {
+		st.live = u
+	}
+	return st, err
+}
+
+func readinessOf(r ref, u *unstructured.Unstructured) (*readiness, error) {
 	switch r.Kind {
 	case "Namespace":
 		var ns corev1.Namespace
@@ -133,16 +144,18 @@ func daemonSetReadiness(d *appsv1.DaemonSet) *readiness {
 }
 
 // waitObjects waits until every waitable object is ready, or within
-// passes; then the error names each object that is not, and why.
-func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Duration, progress func(string)) error {
+// passes; then the error names each object that is not, and why. It
+// returns each waitable object as last read, ready, by key.
+func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Duration, progress func(string)) (map[string]*unstructured.Unstructured, error) {
 	var todo []ref
 	for _, r := range refs {
 		if waitable(r) {
 			todo = append(todo, r)
 		}
 	}
+	ready := map[string]*unstructured.Unstructured{}
 	if len(todo) == 0 {
-		return nil
+		return ready, nil
 	}
 	deadline := time.Now().Add(within)
 	lastSaid := time.Now()
@@ -152,15 +165,17 @@ func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Durat
 		for _, r := range todo {
 			st, err := c.check(ctx, r)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if !st.ready {
 				pending = append(pending, r)
 				states = append(states, st)
+				continue
 			}
+			ready[r.key()] = st.live
 		}
 		if len(pending) == 0 {
-			return nil
+			return ready, nil
 		}
 		todo = pending
 		if time.Now().After(deadline) {
@@ -177,7 +192,7 @@ func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Durat
 			if first.Namespace != "" {
 				ns = " -n " + first.Namespace
 			}
-			return sdk.WithHint(&explained{msg: b.String()}, fmt.Sprintf("look closer with kubectl --kubeconfig %s%s describe %s %s; "+
+			return nil, sdk.WithHint(&explained{msg: b.String()}, fmt.Sprintf("look closer with kubectl --kubeconfig %s%s describe %s %s; "+
 				"if it is only slow, give k8s.apply a longer timeout", c.kubeconfig, ns, strings.ToLower(first.Kind), first.Name))
 		}
 		if time.Since(lastSaid) >= 2*sayEvery {
@@ -190,7 +205,7 @@ func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Durat
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(pollEvery):
 		}
 	}
