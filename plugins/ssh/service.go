@@ -43,6 +43,19 @@ type serviceOutputs struct {
 	Stats map[string]string `json:"stats,omitempty"`
 }
 
+// in is what was recorded of the named files in directory d, as a copy
+// to d records it: by name.
+func (o serviceOutputs) in(d string, names []string) copyOutputs {
+	out := copyOutputs{Files: map[string]string{}, Stats: map[string]string{}}
+	for _, n := range names {
+		p := path.Join(d, n)
+		if st, sum := o.Stats[p], o.Files[p]; st != "" && sum != "" {
+			out.Files[n], out.Stats[n] = sum, st
+		}
+	}
+	return out
+}
+
 var serviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,63}$`)
 
 func unitPath(service string) string { return "/etc/systemd/system/" + service + ".service" }
@@ -111,8 +124,12 @@ func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progre
 	if err != nil {
 		return nil, err
 	}
+	// A prior that does not decode only costs hashing every file again.
+	var prior serviceOutputs
+	_ = json.Unmarshal(req.PriorOutputs, &prior)
 	out := serviceOutputs{Files: map[string]string{}, Stats: map[string]string{}}
-	// The files, a directory at a time: sent only where they differ.
+	// The files, a directory at a time: sent only where they differ, and
+	// hashed only where their stat is not the recorded one.
 	all := c.all()
 	dirs, names := byDir(all)
 	for _, d := range dirs {
@@ -124,7 +141,7 @@ func (h serviceHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progre
 			sums = append(sums, localSum{sha: sha(content), size: int64(len(content))})
 			out.Files[path.Join(d, n)] = sha(content)
 		}
-		placed, err := place(ctx, h.p, req, &c.target, d, true, files, sums, copyOutputs{}, progress)
+		placed, err := place(ctx, h.p, req, &c.target, d, true, files, sums, prior.in(d, names[d]), progress)
 		if err != nil {
 			return nil, err
 		}

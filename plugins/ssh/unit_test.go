@@ -344,3 +344,26 @@ func TestServiceProbe(t *testing.T) {
 		t.Error("no unit state was accepted")
 	}
 }
+
+// TestServiceOutputsIn: an apply of a service hands place, per directory,
+// the files it recorded there with their stats, so that only a file whose
+// stat changed is hashed again; a file without a recorded stat (an older
+// state) is not passed, and is hashed.
+func TestServiceOutputsIn(t *testing.T) {
+	unitFile := unitPath("kubelet")
+	o := serviceOutputs{
+		Files: map[string]string{unitFile: "aaa", "/etc/x.conf": "bbb", "/etc/y.conf": "ccc"},
+		Stats: map[string]string{unitFile: "1 2 3 4", "/etc/x.conf": "5 6 7 8"},
+	}
+	got := o.in("/etc", []string{"x.conf", "y.conf", "z.conf"})
+	if len(got.Files) != 1 || got.Files["x.conf"] != "bbb" || len(got.Stats) != 1 || got.Stats["x.conf"] != "5 6 7 8" {
+		t.Errorf("in /etc: %+v", got)
+	}
+	got = o.in("/etc/systemd/system", []string{"kubelet.service"})
+	if got.Files["kubelet.service"] != "aaa" || got.Stats["kubelet.service"] != "1 2 3 4" {
+		t.Errorf("in the unit's directory: %+v", got)
+	}
+	if got := (serviceOutputs{}).in("/etc", []string{"x.conf"}); len(got.Files)+len(got.Stats) != 0 {
+		t.Errorf("from nothing recorded: %+v", got)
+	}
+}
