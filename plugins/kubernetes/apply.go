@@ -82,7 +82,11 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 		if err != nil {
 			return nil, c.explain(err, "applying "+describe(obj.GetKind(), obj.GetNamespace(), obj.GetName()))
 		}
-		out, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		var out *unstructured.Unstructured
+		err = retry(ctx, "applying "+r.String(), progress, func(ctx context.Context) (err error) {
+			out, err = ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+			return err
+		})
 		if err != nil {
 			return nil, c.explain(err, "applying "+r.String())
 		}
@@ -101,7 +105,7 @@ func (handler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress sdk.Pr
 		if keep[r.key()] {
 			continue
 		}
-		if err := c.delete(ctx, r); err != nil {
+		if err := c.delete(ctx, r, progress); err != nil {
 			return nil, err
 		}
 		progress("deleted " + r.String() + " (no longer in the manifest)")
@@ -144,10 +148,12 @@ func (c *cluster) distinct(objs []*unstructured.Unstructured) error {
 }
 
 // delete deletes one object (its dependents in the background); one that
-// is already gone is fine.
-func (c *cluster) delete(ctx context.Context, r ref) error {
+// is already gone is fine. say hears of retries.
+func (c *cluster) delete(ctx context.Context, r ref, say func(string)) error {
 	bg := metav1.DeletePropagationBackground
-	err := c.client(r).Delete(ctx, r.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	err := retry(ctx, "deleting "+r.String(), say, func(ctx context.Context) error {
+		return c.client(r).Delete(ctx, r.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return c.explain(err, "deleting "+r.String())
 	}
@@ -175,7 +181,11 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 	var gone atomic.Bool
 	err = each(ctx, len(prior.Objects), func(ctx context.Context, i int) error {
 		r := prior.Objects[i]
-		obj, err := c.client(r).Get(ctx, r.Name, metav1.GetOptions{})
+		var obj *unstructured.Unstructured
+		err := retry(ctx, "reading "+r.String(), nil, func(ctx context.Context) (err error) {
+			obj, err = c.client(r).Get(ctx, r.Name, metav1.GetOptions{})
+			return err
+		})
 		if apierrors.IsNotFound(err) {
 			gone.Store(true)
 			return nil
@@ -216,7 +226,11 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 		if l == nil {
 			return nil // unchanged, or not recorded (the next apply makes it)
 		}
-		want, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+		var want *unstructured.Unstructured
+		err = retry(ctx, "checking "+r.String(), nil, func(ctx context.Context) (err error) {
+			want, err = ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+			return err
+		})
 		if err != nil {
 			return c.explain(err, "checking "+r.String()+" with a dry run")
 		}
@@ -320,7 +334,7 @@ func (handler) Delete(ctx context.Context, req *sdk.DeleteRequest) error {
 		return err
 	}
 	for i := len(prior.Objects) - 1; i >= 0; i-- {
-		if err := c.delete(ctx, prior.Objects[i]); err != nil {
+		if err := c.delete(ctx, prior.Objects[i], nil); err != nil {
 			return err
 		}
 	}

@@ -164,6 +164,10 @@ func (c *cluster) waitObjects(ctx context.Context, refs []ref, within time.Durat
 		var states []*readiness
 		for _, r := range todo {
 			st, err := c.check(ctx, r)
+			if transient(err) && time.Now().Before(deadline) {
+				// Asked again at the next poll.
+				st, err = &readiness{state: "not read: " + short(err)}, nil
+			}
 			if err != nil {
 				return nil, err
 			}
