@@ -161,9 +161,8 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 	var connected, ran time.Duration
 	err := p.withConn(ctx, t, workdir, t.bound(shortBound), func(cn *conn) error {
 		connected = time.Since(start)
-		cmd, script := batchScript(cn.key.user, mark, probes)
 		var err error
-		r, err = cn.outputIn(ctx, cmd, script)
+		r, err = cn.outputIn(ctx, batchShell, batchScript(cn.key.user, mark, probes))
 		ran = time.Since(start) - connected
 		if err != nil {
 			return fmt.Errorf("node %s (%s): reading back: %w", t.Node, t.addr(), err)
@@ -192,12 +191,17 @@ func readNode(ctx context.Context, p *pool, workdir string, probes []*probe) ([]
 	return resps, errs
 }
 
+// batchShell runs the read-back script from stdin, as the login user: stat
+// needs no read permission, and a file whose stat is the recorded one is
+// not read at all.
+const batchShell = "sh -s"
+
 // batchScript is the one shell script that answers every probe: the login
 // user's home, statScript over every probe's files, then one systemctl
-// is-active for every unit, between lines that start with mark. It runs as
-// the login user, from stdin (sh -s); when a probe needs root and the user
-// is not root, statScript asks sudo for what the user may not read.
-func batchScript(user, mark string, probes []*probe) (cmd, script string) {
+// is-active for every unit, between lines that start with mark. It runs
+// through batchShell; when a probe needs root and the user is not root,
+// statScript asks sudo for what the user may not read.
+func batchScript(user, mark string, probes []*probe) string {
 	root := false
 	for _, pr := range probes {
 		root = root || pr.root
@@ -213,7 +217,7 @@ func batchScript(user, mark string, probes []*probe) (cmd, script string) {
 		fmt.Fprintf(&b, "systemctl is-active -- %s 2>&1 </dev/null\n", quoteAll(units))
 	}
 	fmt.Fprintf(&b, "echo '%s end'\n", mark)
-	return "sh -s", b.String()
+	return b.String()
 }
 
 // sudoRefused is the line of stderr where sudo refused to run a command,
