@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,12 +172,14 @@ func (handler) Read(ctx context.Context, req *sdk.ReadRequest) (*sdk.ReadRespons
 func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*shortBound)
 	defer cancel()
+	start := time.Now()
 	cfg, prior, c, err := open(&req.Resource, req.PriorOutputs, req.Workdir, func(kubeconfig string) (*cluster, error) {
 		return ss.ready(ctx, kubeconfig)
 	})
 	if err != nil {
 		return nil, err
 	}
+	ready := time.Since(start)
 	live := make([]*unstructured.Unstructured, len(prior.Objects))
 	var gone atomic.Bool
 	err = each(ctx, len(prior.Objects), func(ctx context.Context, i int) error {
@@ -202,6 +205,7 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 	if gone.Load() {
 		return &sdk.ReadResponse{Exists: false}, nil
 	}
+	got := time.Since(start)
 	byKey := map[string]*unstructured.Unstructured{}
 	for i, r := range prior.Objects {
 		if r.ResourceVersion != "" && live[i].GetResourceVersion() == r.ResourceVersion {
@@ -242,8 +246,14 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 	if err != nil {
 		return nil, err
 	}
+	// KHW_LOG=debug: where a read's time went, and how many objects
+	// needed a dry run.
+	sdk.Logger().Debug("read back", "resource", req.Resource.Address, "objects", len(prior.Objects), "dry_runs", len(byKey),
+		"ready", ms(ready), "get", ms(got-ready), "check", ms(time.Since(start)-got))
 	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(slices.DeleteFunc(drift, func(d string) bool { return d == "" }), "; "), Outputs: req.PriorOutputs}, nil
 }
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 // maxFields is how many changed fields a drift names.
 const maxFields = 4
