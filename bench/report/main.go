@@ -207,7 +207,7 @@ const howNotes = `- Row 1 runs ` + "`bench/post-pipeline.sh`" + ` (the post's co
 - Row 2 does the same for ` + "`bench/scale.star`" + ` (the post's sections 3-5 for any node count, from recipes/lib) and the post's commands scaled by KHW_POST_CONTROLLERS/KHW_POST_WORKERS/KHW_POST_LB. One core is ` + "`taskset -c`" + ` with one CPU, two cores two CPUs (on a 2-core machine, no restriction). Per-node cost is the run's time ÷ (controllers + workers).
 - Row 3 measures, without the lab, over a workspace made with ` + "`--set hypervisor=none`" + ` and the hosts block in a temporary file: everything the post makes that needs neither VMs nor changes to the host's network. The lab figures (KHW_BENCH_LAB=1) go through ` + "`scripts/lab.sh khw`" + `, whose own cost (` + "`scripts/lab.sh exec true`" + `) is given beside them and not subtracted; they are taken only when ` + "`scripts/lab.sh khw plan --detailed-exitcode`" + ` finds nothing to change.
 - Row 4 is ` + "`go test -bench BenchmarkPlugin ./runtime/pluginhost`" + `: Read calls from khw's plugin host to the test plugin over go-plugin's gRPC, and plugins started until their first RPC answers, each plugin in bin/ too. Targets chosen here (the issue gives none): a no-change run of the post reads about 30 plugin-served resources, so 500 µs each is at most 15 ms, 5% of row 3's 300 ms; the 4 plugins start at once, so 50 ms each is at most about 100 ms of those 300 ms on 2 cores.
-- Row 5 reads the timings file ` + "`scripts/lab.sh up`" + ` writes (bench/report/lab.go gives its format). Targets chosen here: this machine's last full lab (qemu/TCG, no KVM) took 106 s in ` + "`khw run`" + `, almost all of it 4 VMs booting at once, and 98 s to build the guest image once; 150 s for ` + "`khw run`" + ` and 5 min in all leave room for that and hold with KVM by far.
+- Row 5 reads the timings file ` + "`scripts/lab.sh up`" + ` writes (bench/report/lab.go gives its format) for the lab made last, with its kind of nodes; it is read after row 6, so with KHW_BENCH_CLUSTER=1 it is that row's last lab. Targets chosen here, for Part 1's lab, before the cluster: this machine's last full lab (qemu/TCG, no KVM) took 106 s in ` + "`khw run`" + `, almost all of it 4 VMs booting at once, and 98 s to build the guest image once; 150 s for ` + "`khw run`" + ` and 5 min in all leave room for that and hold with KVM by far.
 - Row 6 (KHW_BENCH_CLUSTER=1) makes the post's whole cluster from nothing, ` + "`--cluster-rounds`" + ` times: ` + "`scripts/lab.sh down`" + `, then ` + "`KHW_NODES=containers scripts/lab.sh up`" + ` (which first makes sure the binaries are in the cache, then runs the recipe), and reads the ` + "`khw run`" + ` phase of the timings file. The run ends when every worker's flanneld is healthy, which needs its node Ready, and CoreDNS is available; the row also asks the API that both workers are Ready. The target is the issue's. It leaves the last cluster up.
 - Row 7 (KHW_BENCH_CLUSTER=1, or KHW_BENCH_LAB=1 with the cluster up) times, in the same rounds (twice as many as rows 1 and 3: each is three half-second commands, which need more rounds to settle on a shared machine), ` + "`scripts/lab.sh khw plan`" + `, a ` + "`scripts/lab.sh khw run`" + ` that changes nothing, and one parallel OpenSSH round to every node (` + "`ssh -F` with `khw ssh-config`, `true` on each, all at once, through `scripts/lab.sh exec`" + `), so lab.sh's own cost is in all three. Round trips are the ssh plugin's own counts (KHW_LOG=debug: connections dialled, sessions opened, keepalives sent, per node), for the post's cluster and for ` + "`bench/extra-file.star`" + ` (the same recipe with one more copy per node; it is applied for the count, then removed by a run of the post's recipe). Target 1.5× is the issue's.
 - The 20-node copy benchmark (scp loop against ` + "`khw run --target node.copy`" + `, real sshd nodes in network namespaces, root) is not part of this table: ` + "`go test -run XXX -bench CopyControllerSetTo20Nodes -benchtime 3x ./tests/nodes/`" + `.
@@ -234,14 +234,16 @@ func main() {
 	}
 	b := &bench{khw: abs, rounds: *rounds, scaleRounds: *scaleRounds, clusterRounds: max(*clusterRounds, 1), cores: goruntime.NumCPU(), loadStart: loadStart}
 	// Row 6 takes the lab down and leaves a cluster up, which row 7 reads.
+	// Row 5 runs after row 6, so that it reads the timings of the lab this
+	// run made (when KHW_BENCH_CLUSTER=1), not of whichever lab came last.
 	all := []func() row{b.local, b.scale, b.noChange, b.plugins, b.lab, b.cluster, b.refresh}
-	var rows []row
-	for i, f := range all {
+	rows := make([]row, len(all))
+	for _, i := range []int{0, 1, 2, 3, 5, 4, 6} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), strconv.Itoa(i+1)) {
-			rows = append(rows, row{what: "(not run: --only " + *only + ")", targets: []target{{what: "-", status: notMeasured, why: "not run in this make bench (--only)"}}})
+			rows[i] = row{what: "(not run: --only " + *only + ")", targets: []target{{what: "-", status: notMeasured, why: "not run in this make bench (--only)"}}}
 			continue
 		}
-		rows = append(rows, f())
+		rows[i] = all[i]()
 	}
 	out := render(rows, b, started)
 	fmt.Print(out)

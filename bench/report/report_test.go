@@ -79,9 +79,17 @@ func TestLabTimingsFile(t *testing.T) {
 	if r.result() != met || r.targets[1].got != "106.4 s" {
 		t.Fatalf("row = %+v", r)
 	}
+	if !strings.Contains(all, "nodes: not recorded") {
+		t.Errorf("figures %q do not say the nodes' kind was not recorded", all)
+	}
 	writeFile(t, filepath.Join(dir, "timings.json"), `{"phases":[{"name":"khw run","seconds":400}],"total_seconds":420}`)
-	if r = b.lab(); r.result() != missed {
+	if r = b.lab(); r.result() != missed || strings.Contains(r.targets[1].why, "cluster on qemu/TCG") {
 		t.Fatalf("a slow lab: %+v", r)
+	}
+	// A VM lab says what its time goes to: the cluster on emulated CPUs.
+	writeFile(t, filepath.Join(dir, "timings.json"), `{"nodes":"vms","phases":[{"name":"khw run","seconds":1132}],"total_seconds":1135}`)
+	if r = b.lab(); r.result() != missed || !strings.Contains(r.figures[0], "nodes: vms") || !strings.Contains(r.targets[1].why, "the whole cluster on qemu/TCG VMs") {
+		t.Fatalf("a VM cluster lab: %+v", r)
 	}
 }
 
