@@ -161,3 +161,42 @@ func TestPairedRatio(t *testing.T) {
 		t.Errorf("even count: %.3f, want 2 (the mean of the middle two)", r)
 	}
 }
+
+// A run's debug log gives its keys' CPU time; the key-floor target is
+// judged against the floor under those keys, run by run, and the sampled
+// floor is still shown.
+func TestFloorUnderOwnKeys(t *testing.T) {
+	ms := time.Millisecond
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "w", "ca-key.pem"), "x")
+	writeFile(t, filepath.Join(dir, "w", ".khw", "state.json"), `{"serial": 3}`)
+	var f runFacts
+	for _, ns := range []string{"800000000", "1000000000", "600000000"} {
+		out := "2026-11-30T23:37:08.435Z [DEBUG] khw: state written: bytes=1145 resources=3\n2026-11-30T23:37:08.436Z [DEBUG] khw: keys generated: keys=1 cpu_ns=" + ns + "\n"
+		if err := f.inspect(dir, []byte(out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.keyCPU) != 3 || f.keyCPU[1] != time.Second || f.written != 1145 || f.keys != 1 {
+		t.Fatalf("facts %+v", f)
+	}
+	b := &bench{cores: 2}
+	khw := &series{times: []time.Duration{480 * ms, 600 * ms, 450 * ms}} // 1.2×, 1.2×, 1.5× the own floors
+	key := &series{times: []time.Duration{100 * ms, 100 * ms, 100 * ms}, per: 1}
+	post := &series{times: []time.Duration{5000 * ms}}
+	bare := &series{times: []time.Duration{60 * ms}}
+	figures, targets := b.versus(post, khw, bare, key, &f, 1.3)
+	all := strings.Join(figures, "\n")
+	if !strings.Contains(all, "khw ÷ floor, round by round (median of 3 rounds): 9.60×") ||
+		!strings.Contains(all, "the floor under its own keys (each run's key-generation CPU time ÷ 2 cores; median 800 ms of CPU, 800 ms a key), median of 3 rounds: 1.20×") {
+		t.Errorf("figures:\n%s", all)
+	}
+	if tg := targets[1]; tg.status != met || tg.got != "1.20× (against the floor under its own keys)" {
+		t.Errorf("floor target %+v", tg)
+	}
+	// Without the log in every run, the sampled floor judges.
+	f.keyCPU = f.keyCPU[:2]
+	if _, targets = b.versus(post, khw, bare, key, &f, 1.3); targets[1].status != missed || !strings.Contains(targets[1].got, "round by round") {
+		t.Errorf("without the keys' CPU time: %+v", targets[1])
+	}
+}

@@ -22,14 +22,25 @@ type runFacts struct {
 	// written is the bytes of state the run wrote (journal and snapshots),
 	// from its debug log (KHW_LOG=debug: "state written: bytes=N").
 	written int64
+	// keyCPU is, run by run, the CPU time khw's key generation took, from
+	// its debug log ("keys generated: keys=N cpu_ns=T"): the floor under
+	// that run's own keys is keyCPU ÷ cores.
+	keyCPU []time.Duration
 }
 
-var stateWritten = regexp.MustCompile(`state written: bytes=(\d+)`)
+var (
+	stateWritten  = regexp.MustCompile(`state written: bytes=(\d+)`)
+	keysGenerated = regexp.MustCompile(`keys generated: keys=(\d+) cpu_ns=(\d+)`)
+)
 
 // inspect is a check that fills f from a khw run's workdir and output.
 func (f *runFacts) inspect(dir string, out []byte) error {
 	if m := stateWritten.FindSubmatch(out); m != nil {
 		f.written, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	if m := keysGenerated.FindSubmatch(out); m != nil {
+		ns, _ := strconv.ParseInt(string(m[2]), 10, 64)
+		f.keyCPU = append(f.keyCPU, time.Duration(ns))
 	}
 	w := filepath.Join(dir, "w")
 	m, _ := filepath.Glob(filepath.Join(w, "*-key.pem"))
@@ -58,7 +69,8 @@ func (b *bench) loadNote() string {
 // with the key-generation floor, keys x one key's time (measured in the
 // same rounds) / cores; bare is the same keys made by a bare Go program on
 // every core.
-func (b *bench) versus(post, khw, bare, key *series, keys int, bound float64) ([]string, []target) {
+func (b *bench) versus(post, khw, bare, key *series, facts *runFacts, bound float64) ([]string, []target) {
+	keys := facts.keys
 	pm, km, bm, kt := post.median(), khw.median(), bare.median(), key.mean()
 	floor := kt * time.Duration(keys) / time.Duration(b.cores)
 	speedup, bareVs := float64(pm)/float64(km), float64(bm)/float64(floor)
@@ -76,13 +88,31 @@ func (b *bench) versus(post, khw, bare, key *series, keys int, bound float64) ([
 		fmt.Sprintf("khw ÷ floor, round by round (median of %d rounds): %.2f×", len(khw.times), vsFloor),
 		fmt.Sprintf("bare Go, the same %d keys on %d cores: %s", keys, b.cores, ms(bm)),
 	}
+	// The floor under each run's own keys: their generation's CPU time
+	// (khw's debug log) ÷ cores. RSA key generation time is a draw (a
+	// search for primes): the sampled floor above carries that draw's
+	// scatter, this one is exact for the keys the run made.
+	// The target is judged on it when every run logged it.
+	judged, judgedOn := vsFloor, "round by round"
+	if own := khw.times; len(own) > 0 && len(facts.keyCPU) == len(own) {
+		r := make([]float64, len(own))
+		cpus := slices.Clone(facts.keyCPU)
+		for i := range own {
+			r[i] = float64(own[i]) / (float64(facts.keyCPU[i]) / float64(b.cores))
+		}
+		slices.Sort(r)
+		slices.Sort(cpus)
+		judged, judgedOn = r[len(r)/2], "against the floor under its own keys"
+		figures = append(figures, fmt.Sprintf("khw ÷ the floor under its own keys (each run's key-generation CPU time ÷ %d cores; median %s of CPU, %s a key), median of %d rounds: %.2f×",
+			b.cores, ms(cpus[len(cpus)/2]), ms(cpus[len(cpus)/2]/time.Duration(max(keys, 1))), len(r), judged))
+	}
 	whySpeed := fmt.Sprintf("No tool makes the keys faster than the floor (%s), so the best speed-up on this machine is post ÷ floor = %.1f×. ", ms(floor), best)
 	if best < 4 {
 		whySpeed += "That is below 4×: the target needs more cores (the floor shrinks with them; the post's commands, one after another, do not). "
 	} else {
 		whySpeed += fmt.Sprintf("khw is %.2f× its floor; at the floor it would be %.1f× faster. ", vsFloor, best)
 	}
-	whyFloor := fmt.Sprintf("khw took %s against a floor of %s (%.2f× round by round); a bare Go program making the same keys on all cores took %s, %.2f× the floor, ", ms(km), ms(floor), vsFloor, ms(bm), bareVs)
+	whyFloor := fmt.Sprintf("khw took %s against a floor of %s (%.2f× round by round, %.2f× %s); a bare Go program making the same keys on all cores took %s, %.2f× the floor, ", ms(km), ms(floor), vsFloor, judged, judgedOn, ms(bm), bareVs)
 	if bareVs > bound {
 		whyFloor += "so even bare key generation missed the bound: the cores were not free during the run, and a quiet machine would reach it. "
 	} else {
@@ -90,7 +120,7 @@ func (b *bench) versus(post, khw, bare, key *series, keys int, bound float64) ([
 	}
 	return figures, []target{
 		{what: "≥ 4× faster than the post", got: fmt.Sprintf("%.1f×", speedup), status: check(speedup >= 4), why: whySpeed},
-		{what: fmt.Sprintf("≤ %.1f× the key floor", bound), got: fmt.Sprintf("%.2f×", vsFloor), status: check(vsFloor <= bound), why: whyFloor},
+		{what: fmt.Sprintf("≤ %.1f× the key floor", bound), got: fmt.Sprintf("%.2f× (%s)", judged, judgedOn), status: check(judged <= bound), why: whyFloor},
 	}
 }
 
@@ -100,7 +130,9 @@ func (b *bench) local() row {
 	var facts runFacts
 	post := command("row 1: post's commands", func(d string) *exec.Cmd { return exec.Command("bench/post-pipeline.sh", d) }, nil)
 	khw := command("row 1: khw run", func(d string) *exec.Cmd {
-		return b.khwCmd(append([]string{"run", "recipes/hardway.star", "--workdir", filepath.Join(d, "w")}, localTargets...)...)
+		c := b.khwCmd(append([]string{"run", "recipes/hardway.star", "--workdir", filepath.Join(d, "w")}, localTargets...)...)
+		c.Env = append(os.Environ(), "KHW_LOG=debug") // for the keys' CPU time
+		return c
 	}, facts.inspect)
 	bare := &series{name: "row 1: bare Go keys", run: func() (time.Duration, error) { return parallelKeys(facts.keys, b.cores), nil }}
 	key := keyTime("row 1: one key, mean of 6", 6)
@@ -108,7 +140,7 @@ func (b *bench) local() row {
 	if err := interleave("row 1", b.rounds, post, khw, bare, key); err != nil {
 		return failedRow(what, err)
 	}
-	figures, targets := b.versus(post, khw, bare, key, facts.keys, 1.5)
+	figures, targets := b.versus(post, khw, bare, key, &facts, 1.5)
 	return row{what: what, figures: figures, targets: targets}
 }
 
@@ -190,7 +222,7 @@ func (b *bench) scale() row {
 		return failedRow(what, err)
 	}
 
-	figures, targets := b.versus(post, byWorkers[maxW], bare, key, facts.keys, 1.3)
+	figures, targets := b.versus(post, byWorkers[maxW], bare, key, facts, 1.3)
 	if one != nil {
 		r, refR := float64(one.median())/float64(two.median()), float64(ref1.median())/float64(ref2.median())
 		figures = append(figures, fmt.Sprintf("khw on 1 core: %s, on 2 cores: %s (bare Go keys: %.2f× from the second core)", ms(one.median()), ms(two.median()), refR))

@@ -75,7 +75,7 @@ func applyKey(_ context.Context, req *sdk.ApplyRequest) (*workspace.Outputs, err
 	}
 	kr := &csr.KeyRequest{A: in.Algo, S: in.Size}
 	cpu <- struct{}{}
-	priv, err := kr.Generate()
+	priv, err := timedOnThread(kr.Generate)
 	<-cpu
 	if err != nil {
 		return nil, fmt.Errorf("generating a %s-%d key: %v", in.Algo, in.Size, err)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/khw-dev/khw/builtins/all"
+	"github.com/khw-dev/khw/builtins/pki"
 	"github.com/khw-dev/khw/runtime"
 	"github.com/khw-dev/khw/runtime/pluginhost"
 )
@@ -254,8 +255,11 @@ func (o *options) execute(cmd *cobra.Command, recipeFile string) error {
 	if err := store.Compact(); err != nil && applyErr == nil {
 		applyErr = fmt.Errorf("saving the state: %w", err)
 	}
-	hclog.New(&hclog.LoggerOptions{Name: "khw", Level: pluginhost.LogLevel(), Output: os.Stderr}).
-		Debug("state written", "bytes", store.Written(), "resources", len(store.Addrs()))
+	log := hclog.New(&hclog.LoggerOptions{Name: "khw", Level: pluginhost.LogLevel(), Output: os.Stderr})
+	log.Debug("state written", "bytes", store.Written(), "resources", len(store.Addrs()))
+	if keys, cpu := pki.KeyWork(); keys > 0 {
+		log.Debug("keys generated", "keys", keys, "cpu_ns", cpu.Nanoseconds())
+	}
 	add, change, destroy := plan.Counts()
 	if applyErr != nil {
 		if o.output == "json" {
