@@ -206,21 +206,36 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 		return &sdk.ReadResponse{Exists: false}, nil
 	}
 	got := time.Since(start)
+	// An object whose resourceVersion is the one recorded was not written
+	// since khw saw it as wanted: no drift.
 	byKey := map[string]*unstructured.Unstructured{}
 	for i, r := range prior.Objects {
 		if r.ResourceVersion != "" && live[i].GetResourceVersion() == r.ResourceVersion {
-			continue // not written since khw saw it as wanted: no drift
+			continue
 		}
 		byKey[r.key()] = live[i]
+	}
+	objs := cfg.objects()
+	// A read's configuration is the one applied, so its objects are the
+	// recorded ones, in order: one not written since needs neither a dry
+	// run nor the discovery that finds its resource.
+	unwritten := func(i int) bool {
+		if len(objs) != len(prior.Objects) {
+			return false
+		}
+		r := prior.Objects[i]
+		return r.Kind == objs[i].GetKind() && r.Name == objs[i].GetName() && byKey[r.key()] == nil
 	}
 	// Drift, in what was written since: what a server-side apply of the
 	// same objects would change in the fields khw sets. (An apply that
 	// changes nothing keeps the object's resourceVersion, but a dry run
 	// returns the live resourceVersion whether it would change something
 	// or not: the content has to be compared.)
-	objs := cfg.objects()
 	drift := make([]string, len(objs))
 	err = each(ctx, len(objs), func(ctx context.Context, i int) error {
+		if unwritten(i) {
+			return nil
+		}
 		obj := objs[i]
 		ri, r, err := c.resource(obj)
 		if err != nil {
@@ -248,7 +263,7 @@ func read(ctx context.Context, req *sdk.ReadRequest, ss *sessions) (*sdk.ReadRes
 	}
 	// KHW_LOG=debug: where a read's time went, and how many objects
 	// needed a dry run.
-	sdk.Logger().Debug("read back", "resource", req.Resource.Address, "objects", len(prior.Objects), "dry_runs", len(byKey),
+	sdk.Logger().Debug("manifest checked", "resource", req.Resource.Address, "objects", len(prior.Objects), "dry_runs", len(byKey),
 		"ready", ms(ready), "get", ms(got-ready), "check", ms(time.Since(start)-got))
 	return &sdk.ReadResponse{Exists: true, Drift: strings.Join(slices.DeleteFunc(drift, func(d string) bool { return d == "" }), "; "), Outputs: req.PriorOutputs}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,9 +114,11 @@ func TestEtcdTimeoutsAreRetried(t *testing.T) {
 	var mu sync.Mutex
 	faults := map[string]int{}
 	failed := map[string]int{}
+	var paths []string // every request's method and path
 	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) }, Transport: rt}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		mu.Lock()
+		paths = append(paths, req.Method+" "+req.URL.Path)
 		fail := strings.HasPrefix(req.URL.Path, "/apis/rbac.authorization.k8s.io/") && faults[req.Method] > 0
 		if fail {
 			faults[req.Method]--
@@ -160,9 +163,26 @@ current-context: lab
 	}
 	a.MustKubectl("get", "clusterrole", "system:kube-apiserver-to-kubelet")
 
+	// discovered says whether API discovery was asked for since the mark.
+	mark := func() int { mu.Lock(); defer mu.Unlock(); return len(paths) }
+	discovered := func(since int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(paths[since:], "GET /api") || slices.Contains(paths[since:], "GET /apis")
+	}
+	if !discovered(0) {
+		t.Errorf("apply did not ask for discovery: %q", paths)
+	}
+
+	// Reading objects nobody wrote to needs neither a dry run nor
+	// discovery: only /readyz and a GET of each.
 	inject("GET", 2)
+	since := mark()
 	if rr := r.read(res, out.Outputs); !rr.Exists || rr.Drift != "" || injected("GET") != 2 {
 		t.Errorf("read through 2 timeouts: exists %v, drift %q, %d failed", rr.Exists, rr.Drift, injected("GET"))
+	}
+	if discovered(since) {
+		t.Errorf("a read of unwritten objects asked for discovery: %q", paths[since:])
 	}
 
 	inject("DELETE", 1)
