@@ -417,11 +417,6 @@ func (h copyHandler) Apply(ctx context.Context, req *sdk.ApplyRequest, progress 
 // only those whose copy on the node differs, and returns the outputs that
 // record them.
 func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest string, root bool, files []copyFile, sums []localSum, prior copyOutputs, progress sdk.Progress) (*copyOutputs, error) {
-	cn, err := p.connect(ctx, t, req.Workdir, req.Deps, t.timeout())
-	if err != nil {
-		return nil, err
-	}
-	defer p.release(cn)
 	fail := func(err error) (*copyOutputs, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -438,10 +433,30 @@ func place(ctx context.Context, p *pool, req *sdk.ApplyRequest, t *target, dest 
 			known[n] = st
 		}
 	}
-	have, err := list(ctx, cn, root, dest, names, known)
-	if err != nil {
-		return fail(err)
+	// The listing only reads: when the connection turns out dead (a
+	// pooled one the node dropped, or sshd restarting on a VM that has
+	// just booted), it is asked once more on a new connection.
+	var cn *conn
+	var have *listing
+	for attempt := 0; ; attempt++ {
+		var err error
+		if cn, err = p.connect(ctx, t, req.Workdir, req.Deps, t.timeout()); err != nil {
+			return nil, err
+		}
+		have, err = list(ctx, cn, root, dest, names, known)
+		if attempt == 0 && dead(err) && ctx.Err() == nil {
+			sdk.Logger().Debug("connection dropped while listing; trying again on a new one", "node", t.Node, "error", err)
+			p.release(cn)
+			p.evict(cn)
+			continue
+		}
+		if err != nil {
+			p.release(cn)
+			return fail(err)
+		}
+		break
 	}
+	defer p.release(cn)
 	out := copyOutputs{HostKey: authorizedKey(cn.hostKey), Files: map[string]string{}, Stats: map[string]string{}}
 	var send []copyFile
 	for i, f := range files {

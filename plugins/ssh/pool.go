@@ -491,12 +491,15 @@ func (c *conn) sftp(ctx context.Context, root bool) (*sftp.Client, func(), error
 }
 
 // dead says whether err means the connection itself is gone (the node's
-// sshd or the network dropped it) rather than the command failing.
+// sshd or the network dropped it) rather than the command failing. A
+// command that ended without an exit status had its channel closed under
+// it: on a VM that has just booted, its sshd restarting does that.
 func dead(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	var missing *ssh.ExitMissingError
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &missing) {
 		return true
 	}
 	msg := err.Error()

@@ -406,6 +406,25 @@ func TestLab(t *testing.T) {
 		if err != nil || calls != 2 {
 			t.Fatalf("after a dropped connection (%v): %d calls, %v", first, calls, err)
 		}
+		// The node's sshd ends under a running command (as when it
+		// restarts on a VM that has just booted): the command has no exit
+		// status, and is run again on a new connection.
+		calls, first = 0, nil
+		err = p.withConn(ctx, tg, l.workdir, 10*time.Second, func(cn *conn) error {
+			calls++
+			cmd := "true"
+			if calls == 1 {
+				cmd = "kill -9 $PPID; sleep 5"
+			}
+			_, err := cn.output(ctx, cmd)
+			if calls == 1 {
+				first = err
+			}
+			return err
+		})
+		if err != nil || calls != 2 || !dead(first) {
+			t.Fatalf("after sshd ended under a command (%v): %d calls, %v", first, calls, err)
+		}
 		calls = 0
 		err = p.withConn(ctx, tg, l.workdir, 10*time.Second, func(cn *conn) error {
 			calls++
