@@ -94,17 +94,11 @@ func (b *bench) versus(post, khw, bare, key *series, facts *runFacts, bound floa
 	// scatter, this one is exact for the keys the run made.
 	// The target is judged on it when every run logged it.
 	judged, judgedOn := vsFloor, "round by round"
-	if own := khw.times; len(own) > 0 && len(facts.keyCPU) == len(own) {
-		r := make([]float64, len(own))
-		cpus := slices.Clone(facts.keyCPU)
-		for i := range own {
-			r[i] = float64(own[i]) / (float64(facts.keyCPU[i]) / float64(b.cores))
-		}
-		slices.Sort(r)
-		slices.Sort(cpus)
-		judged, judgedOn = r[len(r)/2], "against the floor under its own keys"
+	if n := len(khw.times); n > 0 && len(facts.keyCPU) == n {
+		cpu := &series{times: facts.keyCPU}
+		judged, judgedOn = pairedRatio(khw, cpu, 1/float64(b.cores)), "against the floor under its own keys"
 		figures = append(figures, fmt.Sprintf("khw ÷ the floor under its own keys (each run's key-generation CPU time ÷ %d cores; median %s of CPU, %s a key), median of %d rounds: %.2f×",
-			b.cores, ms(cpus[len(cpus)/2]), ms(cpus[len(cpus)/2]/time.Duration(max(keys, 1))), len(r), judged))
+			b.cores, ms(cpu.median()), ms(cpu.median()/time.Duration(max(keys, 1))), n, judged))
 	}
 	whySpeed := fmt.Sprintf("No tool makes the keys faster than the floor (%s), so the best speed-up on this machine is post ÷ floor = %.1f×. ", ms(floor), best)
 	if best < 4 {
